@@ -1,0 +1,87 @@
+"""The ``clibd`` command. Parsing imports nothing heavy, so ``clibd --help`` answers at once."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _check_barcodes(args: argparse.Namespace) -> int:
+    from clibd_core.dna import check_barcodes
+
+    text = sys.stdin.read() if args.source == "-" else Path(args.source).read_text(errors="replace")
+    reports = check_barcodes(text)
+    for report in reports:
+        if args.json:
+            print(json.dumps({k: v for k, v in vars(report).items() if k != "sequence"}))
+        elif report.ok:
+            strand = "reverse-complemented" if report.reverse_complemented else "as given"
+            print(f"{report.id}: {report.length} bp, {report.ambiguous_percent:.1f} % ambiguous, {strand}")
+            for warning in report.warnings:
+                print(f"  warning: {warning}")
+        else:
+            print(f"{report.id}: REJECTED: {report.error}")
+    return 0 if all(report.ok for report in reports) else 1
+
+
+def _import_checkpoint(args: argparse.Namespace) -> int:
+    from clibd_core.models.official import CheckpointError, import_official_checkpoint
+
+    try:
+        out = import_official_checkpoint(args.checkpoint, args.out)
+    except (CheckpointError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"imported {args.checkpoint} -> {out}")
+    return 0
+
+
+def _embed(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from clibd_core.dna import check_barcodes
+    from clibd_core.models.clibd import load_model
+
+    model = load_model(args.model)
+    reports = check_barcodes(Path(args.fasta).read_text(errors="replace"))
+    for report in reports:
+        if not report.ok:
+            print(f"skipped {report.error}", file=sys.stderr)
+    good = [report for report in reports if report.ok]
+    vectors = model.encode_barcodes([report.sequence for report in good])
+    np.savez(args.out, ids=np.array([report.id for report in good]), embeddings=vectors)
+    print(f"embedded {len(good)} of {len(reports)} barcodes -> {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clibd", description="Identify insects from images and DNA barcodes (CLIBD).")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    check = commands.add_parser("check-barcodes", help="clean, orient and quality-flag barcodes (raw or FASTA)")
+    check.add_argument("source", help="a FASTA or raw-sequence file, or - for standard input")
+    check.add_argument("--json", action="store_true", help="one JSON object per record")
+    check.set_defaults(run=_check_barcodes)
+
+    importer = commands.add_parser("import-checkpoint", help="turn an official CLIBD best.pth into a model directory")
+    importer.add_argument("checkpoint", help="the released best.pth")
+    importer.add_argument("out", help="model directory to write")
+    importer.set_defaults(run=_import_checkpoint)
+
+    embed = commands.add_parser("embed", help="embed the barcodes of a FASTA file with a model directory")
+    embed.add_argument("--model", required=True)
+    embed.add_argument("--fasta", required=True)
+    embed.add_argument("--out", required=True, help=".npz file with ids and embeddings")
+    embed.set_defaults(run=_embed)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

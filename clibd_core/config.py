@@ -1,0 +1,59 @@
+"""Model configurations: the two presets and what a model directory's config.json holds."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+MODALITIES: tuple[str, ...] = ("image", "dna", "text")
+PRESETS: tuple[str, ...] = ("paper", "lite")
+
+
+@dataclass
+class LiteDNAConfig:
+    """The small DNA transformer of the ``lite`` preset (docs/MODELS.md explains the sizes)."""
+
+    width: int = 128
+    layers: int = 2
+    heads: int = 4
+    ffn: int = 512
+    kernel: int = 10  # the convolutional stem reads 10-base windows ...
+    stride: int = 5  # ... every 5 bases: 131 tokens for 660 nt
+    max_len: int = 660
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model's architecture; saved as config.json in a model directory."""
+
+    preset: str
+    embed_dim: int
+    modalities: list[str]
+    text_max_length: int
+    dna_pooling: str = "softmax_mean"  # paper: the released models' softmax-mean; "hidden_mean" is the fix
+    lora_rank: int = 4  # paper image tower: LoRA on q and v of every block
+    lite_dna: LiteDNAConfig = field(default_factory=LiteDNAConfig)
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset '{self.preset}': choose one of {', '.join(PRESETS)}")
+        unknown = sorted(set(self.modalities) - set(MODALITIES))
+        if unknown or len(set(self.modalities)) < 2:
+            raise ValueError(f"modalities must be two or three of {MODALITIES}, got {self.modalities}")
+        self.modalities = [m for m in MODALITIES if m in self.modalities]
+        if isinstance(self.lite_dna, dict):
+            self.lite_dna = LiteDNAConfig(**self.lite_dna)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        return cls(**data)
+
+
+def preset_config(preset: str, modalities: list[str] | None = None) -> ModelConfig:
+    """The default configuration of ``preset``: ``paper`` is CLIBD as released, ``lite`` runs on a laptop CPU."""
+    modalities = list(modalities or MODALITIES)
+    if preset == "paper":
+        return ModelConfig(preset="paper", embed_dim=768, modalities=modalities, text_max_length=20)
+    return ModelConfig(preset=preset, embed_dim=256, modalities=modalities, text_max_length=32)

@@ -1,0 +1,1 @@
+"""Data: records, readers, splits, datasets and the image transforms every preset uses."""

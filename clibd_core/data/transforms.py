@@ -1,0 +1,74 @@
+"""Opening user images safely and the eval/train transforms of each preset (CLIBD_SPEC.md, image tower)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from torchvision import transforms as T
+
+ImageInput = str | Path | bytes | np.ndarray | Image.Image
+
+# Pillow refuses images above ~179 Mpx as a decompression bomb; camera frames are far below that.
+_DECODE_HINT = 512  # decode big JPEGs at reduced scale (still ≥ 512 px), far faster than full size
+
+
+class ImageError(ValueError):
+    """An image that cannot be read, with a message naming it."""
+
+
+def open_image(image: ImageInput, name: str | None = None) -> Image.Image:
+    """An RGB PIL image from a path, bytes, an array or a PIL image; clear errors for corrupt files.
+
+    Grayscale, palette, RGBA and 16-bit (TIFF) images are converted; large JPEGs are decoded at a
+    reduced scale that is still larger than any transform needs.
+    """
+    label = name or (str(image) if isinstance(image, (str, Path)) else type(image).__name__)
+    try:
+        if isinstance(image, Image.Image):
+            picture = image
+        elif isinstance(image, np.ndarray):
+            picture = Image.fromarray(image)
+        else:
+            source = io.BytesIO(image) if isinstance(image, bytes) else image
+            picture = Image.open(source)
+            if picture.format == "JPEG":
+                picture.draft("RGB", (_DECODE_HINT, _DECODE_HINT))
+            picture.load()
+        if picture.mode in ("I;16", "I;16B", "I;16L", "I"):
+            array = np.asarray(picture, dtype=np.float32)
+            picture = Image.fromarray((255 * array / max(float(array.max()), 1.0)).astype(np.uint8))
+        return picture.convert("RGB")
+    except FileNotFoundError as error:
+        raise ImageError(f"image '{label}': file not found") from error
+    except (UnidentifiedImageError, OSError, ValueError, TypeError) as error:
+        raise ImageError(f"image '{label}': not a readable image ({error})") from error
+
+
+def eval_transform(preset: str) -> T.Compose:
+    """``paper``: shorter side 256, centre 224, [0, 1] without normalisation (as CLIBD trained);
+    ``lite``: EfficientNet-Lite0's ImageNet recipe (bicubic 256 → 224, mean = std = 0.5)."""
+    if preset == "paper":
+        return T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor()])
+    return T.Compose(
+        [
+            T.Resize(256, interpolation=T.InterpolationMode.BICUBIC),
+            T.CenterCrop(224),
+            T.ToTensor(),
+            T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+        ]
+    )
+
+
+def train_transform(preset: str) -> T.Compose:
+    """CLIBD's augmentation (resize 256, random-resized crop 224, both flips, ±45° rotation), then the
+    preset's tensor conversion."""
+    augment = [
+        T.Resize(256),
+        T.RandomResizedCrop(224),
+        T.RandomHorizontalFlip(),
+        T.RandomVerticalFlip(),
+        T.RandomRotation(45),
+    ]
+    return T.Compose(augment + eval_transform(preset).transforms[2:])

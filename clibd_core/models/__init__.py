@@ -1,0 +1,1 @@
+"""The three towers and the CLIBD model that joins them."""

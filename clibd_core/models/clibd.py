@@ -1,0 +1,225 @@
+"""The three-tower CLIBD model: building, encoding, and self-describing model directories.
+
+A model directory holds ``model.safetensors`` (weights), ``config.json`` (the resolved
+:class:`ModelConfig`, tokeniser facts, fingerprint, provenance) and ``vocab.txt`` (the text tokeniser).
+Loading never executes code from a file: safetensors for our own weights, ``weights_only=True`` for
+official ``.pth`` files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+import shutil
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from clibd_core.config import ModelConfig, preset_config
+from clibd_core.data.transforms import ImageInput, eval_transform, open_image
+from clibd_core.dna import BarcodeBertTokenizer, NucleotideTokenizer, clean_sequence, to_acgtn
+from clibd_core.fileio import atomic_directory
+from clibd_core.models.dna import LiteDNATower, PaperDNATower
+from clibd_core.models.image import LiteImageTower, PaperImageTower
+from clibd_core.models.text import lite_text_tower, load_text_tokenizer, minilm_dir, paper_text_tower
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+VOCAB_FILE = "vocab.txt"
+FORMAT_VERSION = 1
+
+
+class CLIBDModel(nn.Module):
+    """Image, DNA and text towers (those in ``config.modalities``) and the learned ``logit_scale``.
+
+    Attribute names follow the released CLIBD state dict (``image_encoder.base_image_encoder...``), so
+    an official checkpoint loads key for key. ``encode_*`` return L2-normalised float32 arrays.
+    """
+
+    def __init__(self, config: ModelConfig, pretrained: bool = False, vocab_file: Path | None = None) -> None:
+        super().__init__()
+        self.config = config
+        paper = config.preset == "paper"
+        if "image" in config.modalities:
+            self.image_encoder = (
+                PaperImageTower(config.embed_dim, config.lora_rank)
+                if paper
+                else LiteImageTower(config.embed_dim, pretrained)
+            )
+            self.image_transform = eval_transform(config.preset)
+        if "dna" in config.modalities:
+            self.dna_encoder = (
+                PaperDNATower(config.embed_dim, config.dna_pooling)
+                if paper
+                else LiteDNATower(config.embed_dim, config.lite_dna)
+            )
+            self.dna_tokenizer = BarcodeBertTokenizer() if paper else NucleotideTokenizer(config.lite_dna.max_len)
+        if "text" in config.modalities:
+            self.language_encoder = (
+                paper_text_tower(config.embed_dim) if paper else lite_text_tower(config.embed_dim, pretrained)
+            )
+            self.vocab_file = Path(vocab_file or minilm_dir() / VOCAB_FILE)
+            self.text_tokenizer = load_text_tokenizer(self.vocab_file)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self.fingerprint: str | None = None  # sha256 of the weights file this model was loaded from
+        self.eval()
+
+    @property
+    def device(self) -> torch.device:
+        return self.logit_scale.device
+
+    # -- batches of inputs -> tensors (training uses these too) ---------------------------------
+    def image_batch(self, images: Sequence[ImageInput]) -> torch.Tensor:
+        return torch.stack([self.image_transform(open_image(image)) for image in images])
+
+    def dna_batch(self, sequences: Sequence[str]) -> dict[str, torch.Tensor]:
+        if isinstance(self.dna_tokenizer, BarcodeBertTokenizer):
+            return {"input_ids": torch.from_numpy(self.dna_tokenizer.encode_batch(list(sequences)))}
+        ids, lengths = self.dna_tokenizer.encode_batch([to_acgtn(s) for s in sequences])
+        return {"input_ids": torch.from_numpy(ids), "lengths": torch.from_numpy(lengths)}
+
+    def text_batch(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return dict(
+            self.text_tokenizer(
+                list(texts),
+                padding="max_length",
+                truncation=True,
+                max_length=self.config.text_max_length,
+                return_tensors="pt",
+            )
+        )
+
+    # -- tensors -> normalised features ------------------------------------------------------------
+    def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.image_encoder(pixels.to(self.device)), dim=-1)
+
+    def dna_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return F.normalize(self.dna_encoder(**{k: v.to(self.device) for k, v in batch.items()}), dim=-1)
+
+    def text_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return F.normalize(self.language_encoder(**{k: v.to(self.device) for k, v in batch.items()}), dim=-1)
+
+    # -- the public encoders ---------------------------------------------------------------------
+    def encode_images(self, images: Sequence[ImageInput], batch_size: int = 32) -> np.ndarray:
+        """PIL images, arrays, bytes or file paths → (n, d); the preset's eval transform is applied."""
+        self._require("image")
+        return self._encode(images, batch_size, lambda chunk: self.image_features(self.image_batch(chunk)))
+
+    def encode_barcodes(self, sequences: Sequence[str], batch_size: int = 64, clean: bool = True) -> np.ndarray:
+        """DNA strings → (n, d). ``clean`` (default) applies barcode hygiene first (case, U→T, gaps,
+        IUPAC→N, rejecting non-DNA); ``clean=False`` tokenises the strings exactly as given, as the
+        official CLIBD pipeline does with its stored barcodes."""
+        self._require("dna")
+        if clean:
+            sequences = [to_acgtn(clean_sequence(s, f"#{i + 1}")) for i, s in enumerate(sequences)]
+        return self._encode(sequences, batch_size, lambda chunk: self.dna_features(self.dna_batch(chunk)))
+
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Taxonomy strings ("order family genus species", see taxonomy.taxonomy_text) → (n, d)."""
+        self._require("text")
+        return self._encode(texts, batch_size, lambda chunk: self.text_features(self.text_batch(chunk)))
+
+    def _require(self, modality: str) -> None:
+        if modality not in self.config.modalities:
+            raise ValueError(
+                f"this model has no {modality} tower (it was built for {', '.join(self.config.modalities)})"
+            )
+
+    def _encode(self, items: Sequence, batch_size: int, features) -> np.ndarray:
+        chunks = []
+        with torch.inference_mode():
+            for start in range(0, len(items), batch_size):
+                chunks.append(features(items[start : start + batch_size]).float().cpu().numpy())
+        if not chunks:
+            return np.zeros((0, self.config.embed_dim), dtype=np.float32)
+        return np.concatenate(chunks).astype(np.float32, copy=False)
+
+    # -- model directories -----------------------------------------------------------------------
+    def save(self, out_dir: str | Path, provenance: dict | None = None) -> Path:
+        """Write a self-describing model directory atomically; returns its path."""
+        out_dir = Path(out_dir)
+        with atomic_directory(out_dir) as staging:
+            state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
+            save_file(state, str(staging / WEIGHTS_FILE))
+            if "text" in self.config.modalities:
+                shutil.copyfile(self.vocab_file, staging / VOCAB_FILE)
+            self.fingerprint = file_sha256(staging / WEIGHTS_FILE)
+            description = {
+                "format_version": FORMAT_VERSION,
+                "model": self.config.to_dict(),
+                "tokenizers": self._tokenizer_facts(),
+                "fingerprint": self.fingerprint,
+                "provenance": {**_environment(), **(provenance or {})},
+            }
+            (staging / CONFIG_FILE).write_text(json.dumps(description, indent=2, sort_keys=True))
+        return out_dir
+
+    def _tokenizer_facts(self) -> dict:
+        facts = {}
+        if "dna" in self.config.modalities:
+            facts["dna"] = self.dna_tokenizer.facts()
+        if "text" in self.config.modalities:
+            facts["text"] = {
+                "kind": "bert_wordpiece_uncased",
+                "vocab_file": VOCAB_FILE,
+                "max_length": self.config.text_max_length,
+                "padding": "max_length",
+                "input": "'{order} {family} {genus} {species}', missing ranks as not_classified",
+            }
+        if "image" in self.config.modalities:
+            facts["image"] = {"eval_transform": repr(self.image_transform)}
+        return facts
+
+
+def build_model(preset: str = "lite", modalities: Iterable[str] | None = None, pretrained: bool = True) -> CLIBDModel:
+    """A fresh model of ``preset``. ``lite`` with ``pretrained`` loads the packaged ImageNet and MiniLM
+    weights (the DNA tower is always trained here); ``paper`` weights come only from a checkpoint."""
+    config = preset_config(preset, list(modalities) if modalities else None)
+    return CLIBDModel(config, pretrained=pretrained and preset == "lite")
+
+
+def load_model(path: str | Path, device: str | torch.device | None = None) -> CLIBDModel:
+    """Open a model directory written by :meth:`CLIBDModel.save` or :func:`import_official_checkpoint`."""
+    path = Path(path)
+    config_path, weights_path = path / CONFIG_FILE, path / WEIGHTS_FILE
+    if not config_path.is_file() or not weights_path.is_file():
+        raise FileNotFoundError(f"'{path}' is not a model directory (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
+    description = json.loads(config_path.read_text())
+    if description.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"'{path}': model format {description.get('format_version')} is not {FORMAT_VERSION}")
+    config = ModelConfig.from_dict(description["model"])
+    vocab = path / VOCAB_FILE
+    model = CLIBDModel(config, pretrained=False, vocab_file=vocab if vocab.is_file() else None)
+    model.load_state_dict(load_file(str(weights_path)), strict=True)
+    model.fingerprint = description["fingerprint"]
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device).eval()
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _environment() -> dict:
+    import timm
+    import transformers
+
+    return {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "transformers": transformers.__version__,
+    }
