@@ -9,6 +9,7 @@ every process sees the global batch and the gradient equals that of one process 
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import torch
 import torch.distributed as dist
@@ -24,7 +25,9 @@ def gather_with_grad(features: torch.Tensor) -> torch.Tensor:
     """
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return features
-    return torch.cat(all_gather(features), dim=0)
+    with warnings.catch_warnings():  # the public autograd all_gather is deprecated in name only; it works on gloo
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.cat(all_gather(features), dim=0)
 
 
 def clibd_loss(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from torchvision import transforms as T

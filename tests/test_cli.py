@@ -1,0 +1,39 @@
+"""The ``clibd`` command: fast help, barcode checks with exit codes, checkpoint errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.test_dna import COI
+
+
+def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "clibd_core.cli", *args], input=stdin, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from clibd_core.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "False"
+    assert "import-checkpoint" in run_cli("--help").stdout
+
+
+def test_check_barcodes_reports_each_record_and_fails_on_rejects():
+    fasta = f">good\n{COI}\n>prot\n{'MKVLAAGIVGLLLAVSQEPT' * 10}\n"
+    result = run_cli("check-barcodes", "-", stdin=fasta)
+    assert result.returncode == 1
+    assert "good: 658 bp" in result.stdout
+    assert "prot: REJECTED" in result.stdout
+    as_json = [json.loads(line) for line in run_cli("check-barcodes", "--json", "-", stdin=f">g\n{COI}").stdout.splitlines()]
+    assert as_json[0]["id"] == "g" and as_json[0]["error"] is None
+
+
+def test_import_checkpoint_refuses_a_bad_file(tmp_path):
+    bad = tmp_path / "best.pth"
+    bad.write_text("nope")
+    result = run_cli("import-checkpoint", str(bad), str(tmp_path / "out"))
+    assert result.returncode == 2 and "weights-only" in result.stderr

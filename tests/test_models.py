@@ -1,0 +1,101 @@
+"""The lite preset out of the box, model directories, and bad inputs to the encoders."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from clibd_core import build_model, load_model
+from clibd_core.data.transforms import ImageError, open_image
+from clibd_core.dna import BarcodeError
+from clibd_core.models.clibd import file_sha256
+from clibd_core.models.image import efficientnet_lite0_imagenet_state_dict
+from tests.test_dna import COI
+
+ARTHROPOD_CLASSES = set(range(69, 80)) | set(range(118, 127)) | set(range(300, 327))  # ImageNet-1k
+INSECT_CLASSES = set(range(300, 327))
+
+
+def test_lite_image_backbone_carries_the_imagenet_weights(lite_model, photo_dir):
+    """The lite tower's backbone with the package's own classifier names the real photos as arthropods."""
+    weights = efficientnet_lite0_imagenet_state_dict()
+    classifier_w, classifier_b = weights["classifier.weight"], weights["classifier.bias"]
+    frames = sorted(p for p in photo_dir.glob("*.jpg") if not p.name.startswith("BIOUG"))
+    assert len(frames) == 18
+    with torch.no_grad():
+        pixels = lite_model.image_batch(frames)
+        probabilities = (lite_model.image_encoder.backbone(pixels) @ classifier_w.T + classifier_b).softmax(-1)
+    top = probabilities.argmax(-1).tolist()
+    coleoptera = top[[p.name for p in frames].index("Coleoptera.jpg")]
+    assert coleoptera in INSECT_CLASSES
+    assert probabilities[[p.name for p in frames].index("Coleoptera.jpg")].max() > 0.5
+    assert sum(label in ARTHROPOD_CLASSES for label in top) >= 12
+
+
+def test_lite_encoders_return_normalised_float32_in_batches(lite_model, photo_dir):
+    photos = sorted(photo_dir.glob("BIOUG*.jpg"))
+    by_path = lite_model.encode_images(photos, batch_size=2)
+    by_pil = lite_model.encode_images([Image.open(p) for p in photos], batch_size=32)
+    assert by_path.shape == (5, 256) and by_path.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(by_path, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(by_path, by_pil, atol=1e-5)
+
+    barcodes = [COI, COI[:300], COI.lower()]
+    alone = lite_model.encode_barcodes(barcodes[1:2])
+    together = lite_model.encode_barcodes(barcodes)
+    assert together.shape == (3, 256)
+    np.testing.assert_allclose(together[1], alone[0], atol=1e-5)  # padding never leaks into a shorter read
+    np.testing.assert_allclose(together[0], together[2], atol=1e-6)  # case does not matter after cleaning
+
+    texts = lite_model.encode_texts(["Diptera Cecidomyiidae not_classified not_classified", "Coleoptera Carabidae Abax"])
+    assert texts.shape == (2, 256)
+    assert lite_model.encode_texts([]).shape == (0, 256)
+
+
+def test_model_directory_round_trip(lite_model, tmp_path):
+    out = lite_model.save(tmp_path / "model", provenance={"note": "test"})
+    description = json.loads((out / "config.json").read_text())
+    assert description["model"]["preset"] == "lite"
+    assert description["tokenizers"]["dna"]["kind"] == "nucleotide"
+    assert description["fingerprint"] == file_sha256(out / "model.safetensors")
+    assert description["provenance"]["note"] == "test"
+    assert (out / "vocab.txt").is_file()
+    loaded = load_model(out, device="cpu")
+    assert loaded.fingerprint == description["fingerprint"]
+    np.testing.assert_allclose(loaded.encode_barcodes([COI]), lite_model.encode_barcodes([COI]), atol=1e-6)
+    np.testing.assert_allclose(loaded.encode_texts(["a b c d"]), lite_model.encode_texts(["a b c d"]), atol=1e-6)
+    assert not list(tmp_path.glob(".tmp-*"))  # the atomic write left no staging directory
+
+
+def test_two_modality_model_refuses_the_missing_one():
+    model = build_model("lite", modalities=["image", "dna"])
+    with pytest.raises(ValueError, match="no text tower"):
+        model.encode_texts(["x"])
+
+
+def test_bad_inputs_give_clear_errors(lite_model, tmp_path):
+    corrupt = tmp_path / "broken.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(ImageError, match="broken.jpg"):
+        lite_model.encode_images([corrupt])
+    with pytest.raises(ImageError, match="file not found"):
+        open_image(tmp_path / "missing.png")
+    with pytest.raises(BarcodeError, match="#2"):
+        lite_model.encode_barcodes([COI, "MKVLAAGIVGLLLAVSQEPT" * 10])
+    with pytest.raises(FileNotFoundError, match="not a model directory"):
+        load_model(tmp_path)
+
+
+def test_unusual_image_modes_open_as_rgb(tmp_path):
+    sixteen_bit = tmp_path / "scan.tif"
+    Image.fromarray((np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)).save(sixteen_bit)
+    rgba = tmp_path / "cutout.png"
+    Image.new("RGBA", (40, 30), (200, 10, 10, 128)).save(rgba)
+    for path in (sixteen_bit, rgba):
+        image = open_image(path)
+        assert image.mode == "RGB" and image.size[0] in (64, 40)
+    assert np.asarray(open_image(sixteen_bit)).max() == 255
