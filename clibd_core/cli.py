@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+FORMATS = ("bold_tsv", "fasta", "bioscan_1m", "bioscan_5m", "clibd_hdf5", "image_folder")  # data.sources.READERS
+
 
 def _check_barcodes(args: argparse.Namespace) -> int:
     from clibd_core.dna import check_barcodes
@@ -56,6 +58,31 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inspect(args: argparse.Namespace) -> int:
+    from clibd_core.data.sources import UnknownFormatError, read_source
+
+    try:
+        summary = read_source(args.source, args.format).summary()
+    except (UnknownFormatError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{summary['source']}: {summary['format']}")
+    print(f"  records read   {summary['records']:,}")
+    for key in ("orders", "families", "genera", "species"):
+        print(f"  {key:<14} {summary[key]:,}")
+    print(f"  with barcode   {summary['with_barcode']:,}")
+    print(f"  with image     {summary['with_image']:,}")
+    for split, count in summary["splits"].items():
+        print(f"  split {split:<8} {count:,}")
+    print(f"  skipped rows   {len(summary['skipped']):,}")
+    for item in summary["skipped"]:
+        print(f"    {item['row']}: {item['reason']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clibd", description="Identify insects from images and DNA barcodes (CLIBD).")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -64,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("source", help="a FASTA or raw-sequence file, or - for standard input")
     check.add_argument("--json", action="store_true", help="one JSON object per record")
     check.set_defaults(run=_check_barcodes)
+
+    inspect = commands.add_parser("inspect", help="show what a data source holds and which rows would be skipped")
+    inspect.add_argument("source", help="BOLD TSV, FASTA, BIOSCAN-1M/5M metadata or folder, CLIBD HDF5, images CSV")
+    inspect.add_argument("--format", choices=FORMATS, help="skip detection and read as this format")
+    inspect.add_argument("--json", action="store_true", help="one JSON object")
+    inspect.set_defaults(run=_inspect)
 
     importer = commands.add_parser("import-checkpoint", help="turn an official CLIBD best.pth into a model directory")
     importer.add_argument("checkpoint", help="the released best.pth")

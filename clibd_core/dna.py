@@ -41,6 +41,7 @@ _PRIMER_MISMATCHES = 3
 _PRIMER_SLACK = 12  # a primer may sit a few bases inside the read (e.g. after a tag)
 
 _COMPLEMENT = str.maketrans("ACGTRYSWKMBDHVN", "TGCAYRSWMKVHDBN")
+_AMBIGUITY_TO_N = str.maketrans({code: "N" for code in AMBIGUITY_CODES})
 
 
 class BarcodeError(ValueError):
@@ -73,30 +74,40 @@ def reverse_complement(sequence: str) -> str:
 
 
 def to_acgtn(sequence: str) -> str:
-    """Upper-case sequence with every non-ACGT letter replaced by N: what the tokenisers read."""
-    return "".join(base if base in NUCLEOTIDES else "N" for base in sequence.upper())
+    """A cleaned sequence with every IUPAC ambiguity code replaced by N: what the tokenisers read."""
+    return sequence.upper().translate(_AMBIGUITY_TO_N)
+
+
+def parse_fasta(text: str) -> list[tuple[str, str]]:
+    """``(header, body)`` of every FASTA record, header without ``>``; text before the first ``>`` is an error."""
+    text = text.lstrip("\ufeff").strip()
+    if not text.startswith(">"):
+        raise BarcodeError("text before the first FASTA header '>': FASTA starts with a '>' line")
+    records = []
+    for chunk in text[1:].split("\n>"):
+        header, _, body = chunk.partition("\n")
+        records.append((header.strip(), body))
+    return records
+
+
+def fasta_id(header: str, number: int) -> str:
+    """A record's id: the header's first word, cut at the first ``|`` (BOLD: ``processid|species|...``)."""
+    words = header.split()
+    return (words[0].split("|")[0] if words else "") or f"record_{number}"
 
 
 def parse_sequences(text: str, default_id: str = "query") -> list[tuple[str, str]]:
     """Split pasted text into ``(id, raw sequence)`` records.
 
-    Text that does not start with ``>`` is one raw sequence (line breaks allowed inside it). In FASTA,
-    the id is the header's first word, cut at the first ``|`` (BOLD headers: ``>processid|species|...``).
+    Text that does not start with ``>`` is one raw sequence (line breaks allowed inside it); otherwise
+    it is FASTA, with ids from :func:`fasta_id`.
     """
-    text = text.lstrip("\ufeff").strip()
-    if not text:
+    stripped = text.lstrip("\ufeff").strip()
+    if not stripped:
         return []
-    if not text.startswith(">"):
-        if "\n>" in text:
-            raise BarcodeError("text before the first FASTA header '>': paste FASTA from its first '>' line")
-        return [(default_id, text)]
-    records = []
-    for number, chunk in enumerate(text[1:].split("\n>"), start=1):
-        header, _, body = chunk.partition("\n")
-        words = header.strip().split()
-        record_id = words[0].split("|")[0] if words else ""
-        records.append((record_id or f"record_{number}", body))
-    return records
+    if not stripped.startswith(">") and "\n>" not in stripped:
+        return [(default_id, stripped)]
+    return [(fasta_id(header, number), body) for number, (header, body) in enumerate(parse_fasta(stripped), start=1)]
 
 
 def clean_sequence(raw: str, record_id: str = "query") -> str:

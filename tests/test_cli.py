@@ -28,7 +28,9 @@ def test_check_barcodes_reports_each_record_and_fails_on_rejects():
     assert result.returncode == 1
     assert "good: 658 bp" in result.stdout
     assert "prot: REJECTED" in result.stdout
-    as_json = [json.loads(line) for line in run_cli("check-barcodes", "--json", "-", stdin=f">g\n{COI}").stdout.splitlines()]
+    as_json = [
+        json.loads(line) for line in run_cli("check-barcodes", "--json", "-", stdin=f">g\n{COI}").stdout.splitlines()
+    ]
     assert as_json[0]["id"] == "g" and as_json[0]["error"] is None
 
 

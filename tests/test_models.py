@@ -51,7 +51,9 @@ def test_lite_encoders_return_normalised_float32_in_batches(lite_model, photo_di
     np.testing.assert_allclose(together[1], alone[0], atol=1e-5)  # padding never leaks into a shorter read
     np.testing.assert_allclose(together[0], together[2], atol=1e-6)  # case does not matter after cleaning
 
-    texts = lite_model.encode_texts(["Diptera Cecidomyiidae not_classified not_classified", "Coleoptera Carabidae Abax"])
+    texts = lite_model.encode_texts(
+        ["Diptera Cecidomyiidae not_classified not_classified", "Coleoptera Carabidae Abax"]
+    )
     assert texts.shape == (2, 256)
     assert lite_model.encode_texts([]).shape == (0, 256)
 
@@ -92,7 +94,7 @@ def test_bad_inputs_give_clear_errors(lite_model, tmp_path):
 
 def test_unusual_image_modes_open_as_rgb(tmp_path):
     sixteen_bit = tmp_path / "scan.tif"
-    Image.fromarray((np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)).save(sixteen_bit)
+    Image.fromarray(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16).save(sixteen_bit)
     rgba = tmp_path / "cutout.png"
     Image.new("RGBA", (40, 30), (200, 10, 10, 128)).save(rgba)
     for path in (sixteen_bit, rgba):

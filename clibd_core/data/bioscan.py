@@ -1,0 +1,191 @@
+"""Readers for BIOSCAN-1M (TSV + image tree), BIOSCAN-5M (CSV + image tree) and CLIBD's HDF5 files.
+
+Images are never opened here: a Record carries the image's path (or, for HDF5, its file, group and
+row) and loads it when asked. A missing image file leaves the record without an image (it still has
+its barcode), and ``clibd inspect`` shows how many records have one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+from clibd_core.data.bold import decode_line, read_bytes
+from clibd_core.data.records import HDF5ImageRef, ReadResult, Record, Skipped
+from clibd_core.dna import BarcodeError, clean_sequence
+from clibd_core.taxonomy import Taxonomy
+
+BIOSCAN_1M_METADATA = "BIOSCAN_Insect_Dataset_metadata.tsv"
+BIOSCAN_5M_METADATA = "BIOSCAN_5M_Insect_Dataset_metadata.csv"
+IMAGE_DIR = Path("images") / "cropped_256"
+# Groups of CLIBD's BIOSCAN-1M HDF5 that are unions of other groups: read the parts, not the union.
+HDF5_UNION_GROUPS = {
+    "all_keys": ("seen_keys", "val_unseen_keys", "test_unseen_keys"),
+    "no_split_and_seen_train": ("no_split", "train_seen"),
+}
+HDF5_CHUNK = 10_000
+
+
+def _rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, str]]]:
+    text = decode_line(read_bytes(path)).replace("\r\n", "\n")
+    for number, row in enumerate(csv.DictReader(io.StringIO(text), delimiter=delimiter), start=2):
+        yield number, {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
+
+
+def _barcode(raw: str, record_id: str) -> tuple[str | None, str | None]:
+    """``(cleaned barcode, problem)``; an image record keeps its image when its barcode is unusable."""
+    if not raw:
+        return None, None
+    try:
+        return clean_sequence(raw, record_id), None
+    except BarcodeError as error:
+        return None, str(error)
+
+
+def _float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _image(path: Path) -> str | None:
+    return str(path) if path.is_file() else None
+
+
+def _read_table(path: Path, fmt: str, delimiter: str, build) -> ReadResult:
+    """Shared loop of the BIOSCAN metadata readers: ``build(row, number)`` returns a Record or a reason."""
+    result = ReadResult(format=fmt, source=str(path))
+    seen: set[str] = set()
+    for number, row in _rows(path, delimiter):
+        outcome = build(row, number)
+        if isinstance(outcome, str):
+            result.skipped.append(Skipped(f"line {number}", outcome))
+        elif outcome.id in seen:
+            result.skipped.append(Skipped(f"line {number} ({outcome.id})", f"duplicate id {outcome.id}"))
+        else:
+            seen.add(outcome.id)
+            result.records.append(outcome)
+    return result
+
+
+def read_bioscan_1m(path: str | Path, image_root: str | Path | None = None) -> ReadResult:
+    """BIOSCAN-1M metadata TSV; images under ``{root}/images/cropped_256/part{chunk_number}/{image_file}``."""
+    path = Path(path)
+    root = Path(image_root) if image_root else path.parent
+
+    def build(row: dict[str, str], number: int) -> Record | str:
+        record_id = row.get("processid") or row.get("sampleid")
+        if not record_id:
+            return "no processid or sampleid"
+        barcode, problem = _barcode(row.get("nucraw", ""), record_id)
+        image = None
+        if row.get("image_file"):
+            image = _image(root / IMAGE_DIR / f"part{row.get('chunk_number', '')}" / row["image_file"])
+        if barcode is None and image is None:
+            return problem or f"{record_id}: neither a usable barcode nor an image file"
+        return Record(
+            id=record_id,
+            taxonomy=Taxonomy.from_values(
+                **{rank: row.get(rank) for rank in ("order", "family", "subfamily", "genus", "species")}
+            ),
+            barcode=barcode,
+            barcode_raw=row.get("nucraw") or None,
+            image=image,
+            source=f"{path}:{number}",
+        )
+
+    return _read_table(path, "bioscan_1m", "\t", build)
+
+
+def read_bioscan_5m(path: str | Path, image_root: str | Path | None = None) -> ReadResult:
+    """BIOSCAN-5M metadata CSV (its own ``split`` column kept); images under
+    ``{root}/images/cropped_256/{split}/{chunk}/{processid}.jpg``."""
+    path = Path(path)
+    root = Path(image_root) if image_root else path.parent
+
+    def build(row: dict[str, str], number: int) -> Record | str:
+        record_id = row.get("processid") or row.get("sampleid")
+        if not record_id:
+            return "no processid or sampleid"
+        barcode, problem = _barcode(row.get("dna_barcode", ""), record_id)
+        split = row.get("split") or None
+        image = _image(root / IMAGE_DIR / (split or "") / row.get("chunk", "") / f"{record_id}.jpg")
+        if barcode is None and image is None:
+            return problem or f"{record_id}: neither a usable barcode nor an image file"
+        return Record(
+            id=record_id,
+            taxonomy=Taxonomy.from_values(
+                **{rank: row.get(rank) for rank in ("order", "family", "subfamily", "genus", "species")},
+                bin=row.get("dna_bin"),
+            ),
+            barcode=barcode,
+            barcode_raw=row.get("dna_barcode") or None,
+            image=image,
+            split=split,
+            country=row.get("country") or None,
+            latitude=_float(row.get("coord-lat", "")),
+            longitude=_float(row.get("coord-lon", "")),
+            source=f"{path}:{number}",
+        )
+
+    return _read_table(path, "bioscan_5m", ",", build)
+
+
+def _text(values) -> list[str]:
+    return [value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value) for value in values]
+
+
+def iter_clibd_hdf5(path: str | Path, groups: list[str] | None = None) -> Iterator[Record | Skipped]:
+    """Stream a CLIBD HDF5 file group by group, ``HDF5_CHUNK`` rows at a time; images stay on disk.
+
+    Union groups (``all_keys``...) are skipped when all their parts are present, so no record comes twice.
+    """
+    import h5py
+
+    path = str(path)
+    with h5py.File(path, "r") as handle:
+        names = groups or [name for name in handle if isinstance(handle[name], h5py.Group)]
+        if groups is None:
+            names = [n for n in names if not set(HDF5_UNION_GROUPS.get(n, ("-",))) <= set(names)]
+        for name in names:
+            group = handle[name]
+            total = len(group["image_mask"])
+            columns = [
+                c for c in ("processid", "sampleid", "barcode", "order", "family", "genus", "species") if c in group
+            ]
+            for start in range(0, total, HDF5_CHUNK):
+                stop = min(start + HDF5_CHUNK, total)
+                chunk = {column: _text(group[column][start:stop]) for column in columns}
+                lengths = group["image_mask"][start:stop]
+                for offset in range(stop - start):
+                    row = {column: values[offset].strip() for column, values in chunk.items()}
+                    record_id = row.get("processid") or row.get("sampleid") or f"{name}:{start + offset}"
+                    barcode, _ = _barcode(row.get("barcode", ""), record_id)
+                    image = HDF5ImageRef(path, name, start + offset) if int(lengths[offset]) > 0 else None
+                    if barcode is None and image is None:
+                        yield Skipped(
+                            f"{name}[{start + offset}]", f"{record_id}: neither a usable barcode nor an image"
+                        )
+                        continue
+                    yield Record(
+                        id=record_id,
+                        taxonomy=Taxonomy.from_values(
+                            **{r: row.get(r) for r in ("order", "family", "genus", "species")}
+                        ),
+                        barcode=barcode,
+                        barcode_raw=row.get("barcode") or None,
+                        image=image,
+                        split=name,
+                        source=f"{path}:{name}[{start + offset}]",
+                    )
+
+
+def read_clibd_hdf5(path: str | Path, groups: list[str] | None = None) -> ReadResult:
+    """All records of a CLIBD HDF5 file (see :func:`iter_clibd_hdf5`); ids may repeat across groups."""
+    result = ReadResult(format="clibd_hdf5", source=str(path))
+    for item in iter_clibd_hdf5(path, groups):
+        (result.records if isinstance(item, Record) else result.skipped).append(item)
+    return result

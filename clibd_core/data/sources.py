@@ -1,0 +1,83 @@
+"""One entry point for every source: the format is detected from content (or named), then read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from clibd_core.data.bioscan import (
+    BIOSCAN_1M_METADATA,
+    BIOSCAN_5M_METADATA,
+    read_bioscan_1m,
+    read_bioscan_5m,
+    read_clibd_hdf5,
+)
+from clibd_core.data.bold import decode_line, read_bold_tsv, read_bytes, read_fasta
+from clibd_core.data.folder import find_file_column, read_image_folder
+from clibd_core.data.records import ReadResult
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+READERS = {
+    "bold_tsv": read_bold_tsv,
+    "fasta": read_fasta,
+    "bioscan_1m": read_bioscan_1m,
+    "bioscan_5m": read_bioscan_5m,
+    "clibd_hdf5": read_clibd_hdf5,
+    "image_folder": read_image_folder,
+}
+
+
+class UnknownFormatError(ValueError):
+    """A source whose format could not be recognised, with what was looked for."""
+
+
+def _metadata_file(path: Path) -> Path:
+    """A dataset folder stands for its metadata file."""
+    if not path.is_dir():
+        return path
+    for name in (BIOSCAN_1M_METADATA, BIOSCAN_5M_METADATA):
+        if (path / name).is_file():
+            return path / name
+    tables = sorted(path.glob("*.csv")) + sorted(path.glob("*.tsv"))
+    if len(tables) == 1:
+        return tables[0]
+    raise UnknownFormatError(
+        f"folder '{path}' holds {len(tables)} CSV/TSV files: name the metadata file itself"
+        if tables
+        else f"folder '{path}' holds no BIOSCAN metadata, CSV or TSV file"
+    )
+
+
+def detect_format(path: str | Path) -> str:
+    """``bold_tsv``, ``fasta``, ``bioscan_1m``, ``bioscan_5m``, ``clibd_hdf5`` or ``image_folder``, from content."""
+    path = _metadata_file(Path(path))
+    with open(path, "rb") as handle:
+        if handle.read(8) == HDF5_MAGIC:
+            return "clibd_hdf5"
+    head = decode_line(read_bytes(path)[:65536]).lstrip("\ufeff").lstrip()
+    if head.startswith(">"):
+        return "fasta"
+    header_line = head.split("\n", 1)[0].replace("\r", "")
+    columns = {c.strip().lower() for c in header_line.replace(",", "\t").replace(";", "\t").split("\t")}
+    if {"processid", "nucleotides"} <= columns:
+        return "bold_tsv"
+    if {"nucraw", "image_file"} <= columns or path.name == BIOSCAN_1M_METADATA:
+        return "bioscan_1m"
+    if {"dna_barcode", "split"} <= columns or path.name == BIOSCAN_5M_METADATA:
+        return "bioscan_5m"
+    if find_file_column(list(columns)) or columns & {"barcode", "sequence", "dna"}:
+        return "image_folder"
+    raise UnknownFormatError(
+        f"'{path}' is not a recognised source: expected a BOLD TSV export, FASTA, BIOSCAN-1M/5M metadata, "
+        f"a CLIBD HDF5 file, or a CSV naming image files (columns seen: {', '.join(sorted(columns)[:12])})"
+    )
+
+
+def read_source(path: str | Path, fmt: str | None = None) -> ReadResult:
+    """Read any supported source into Records; ``fmt`` overrides detection."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"source '{path}' does not exist")
+    fmt = fmt or detect_format(path)
+    if fmt not in READERS:
+        raise UnknownFormatError(f"unknown format '{fmt}': choose one of {', '.join(READERS)}")
+    return READERS[fmt](_metadata_file(path))

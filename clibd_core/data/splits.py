@@ -1,0 +1,82 @@
+"""The CLIBD partitioning of records into training, validation, test and key sets.
+
+For data without a split column (BIOSCAN-1M style, CLIBD_SPEC.md "Splits"):
+- records without a species label → ``pretrain`` (usable for contrastive training, never evaluated);
+- species with fewer than ``min_records`` records → ``train`` (too few to evaluate; seen-only material);
+- the other species: 80 % seen, 20 % unseen (by species, at random);
+- each seen species' records: 70/10/10/10 → ``train`` / ``val`` / ``test`` / ``key_seen``;
+- unseen species halved into validation and test species; each one's records split half and half
+  between queries (``val_unseen`` / ``test_unseen``) and keys (``key_unseen``).
+Evaluation keys are ``key_seen`` ∪ ``key_unseen``. Everything is deterministic for a seed.
+BIOSCAN-5M ships its own ``split`` column, which is kept (:func:`assign_splits` with ``keep_existing``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+
+from clibd_core.data.records import Record
+from clibd_core.taxonomy import MISSING
+
+SEEN_FRACTIONS = (("train", 0.7), ("val", 0.1), ("test", 0.1), ("key_seen", 0.1))
+KEY_SPLITS = ("key_seen", "key_unseen")
+
+
+def _portions(items: list, fractions: tuple[tuple[str, float], ...]) -> dict[str, list]:
+    """Cut a shuffled list by fractions; each part gets at least one item while items remain."""
+    parts, start = {}, 0
+    for index, (name, fraction) in enumerate(fractions):
+        if index == len(fractions) - 1:
+            count = len(items) - start
+        else:
+            count = max(1, round(fraction * len(items))) if start < len(items) else 0
+        parts[name] = items[start : start + count]
+        start += count
+    return parts
+
+
+def assign_splits(records: list[Record], seed: int = 0, min_records: int = 10, keep_existing: bool = True) -> dict[str, int]:
+    """Set ``record.split`` on every record (keeping a source's own split when ``keep_existing``);
+    returns the count per split."""
+    rng = random.Random(seed)
+    if keep_existing and any(record.split for record in records):
+        return _counts(records)
+    by_species: dict[str, list[Record]] = defaultdict(list)
+    for record in records:
+        species = record.taxonomy.species
+        if species == MISSING:
+            record.split = "pretrain"
+        else:
+            by_species[species].append(record)
+    evaluable = sorted(s for s, members in by_species.items() if len(members) >= min_records)
+    for species, members in by_species.items():
+        if len(members) < min_records:
+            for record in members:
+                record.split = "train"
+    rng.shuffle(evaluable)
+    n_unseen = round(0.2 * len(evaluable))
+    unseen, seen = evaluable[:n_unseen], evaluable[n_unseen:]
+    for species in seen:
+        members = sorted(by_species[species], key=lambda r: r.id)
+        rng.shuffle(members)
+        for split, part in _portions(members, SEEN_FRACTIONS).items():
+            for record in part:
+                record.split = split
+    for index, species in enumerate(unseen):  # already in random order
+        query_split = "val_unseen" if index % 2 == 0 else "test_unseen"
+        members = sorted(by_species[species], key=lambda r: r.id)
+        rng.shuffle(members)
+        half = len(members) // 2
+        for record in members[:half]:
+            record.split = query_split
+        for record in members[half:]:
+            record.split = "key_unseen"
+    return _counts(records)
+
+
+def _counts(records: list[Record]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for record in records:
+        counts[record.split or "none"] += 1
+    return dict(sorted(counts.items()))
