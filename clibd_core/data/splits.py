@@ -36,7 +36,9 @@ def _portions(items: list, fractions: tuple[tuple[str, float], ...]) -> dict[str
     return parts
 
 
-def assign_splits(records: list[Record], seed: int = 0, min_records: int = 10, keep_existing: bool = True) -> dict[str, int]:
+def assign_splits(
+    records: list[Record], seed: int = 0, min_records: int = 10, keep_existing: bool = True
+) -> dict[str, int]:
     """Set ``record.split`` on every record (keeping a source's own split when ``keep_existing``);
     returns the count per split."""
     rng = random.Random(seed)
