@@ -52,7 +52,7 @@ def assign_splits(
         else:
             by_species[species].append(record)
     evaluable = sorted(s for s, members in by_species.items() if len(members) >= min_records)
-    for species, members in by_species.items():
+    for members in by_species.values():
         if len(members) < min_records:
             for record in members:
                 record.split = "train"
