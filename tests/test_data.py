@@ -203,7 +203,7 @@ def test_bioscan_1m_layout(tmp_path, photos):
         shutil.copy(photo, target)
         rows.append(
             [
-                "S%d" % index,
+                f"S{index}",
                 photo.stem,
                 "",
                 "",
