@@ -83,6 +83,37 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from clibd_core.train.config import load_config
+    from clibd_core.train.loop import RunExistsError, train
+
+    split = lambda text: [item.strip() for item in text.split(",") if item.strip()] if text else None  # noqa: E731
+    overrides = {
+        "data": args.data,
+        "val": args.val,
+        "out": args.out,
+        "preset": args.preset,
+        "modalities": split(args.modalities),
+        "init_from": args.init_from,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "freeze": split(args.freeze),
+        "seed": args.seed,
+        "num_workers": args.num_workers,
+        "checkpoint_every": args.checkpoint_every,
+        "max_steps": args.max_steps,
+    }
+    try:
+        config = load_config(args.config, overrides)
+        status = train(config, resume=args.resume)
+    except (ValueError, RunExistsError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{status['state']} at step {status.get('step')} -> {config.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clibd", description="Identify insects from images and DNA barcodes (CLIBD).")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -97,6 +128,25 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--format", choices=FORMATS, help="skip detection and read as this format")
     inspect.add_argument("--json", action="store_true", help="one JSON object")
     inspect.set_defaults(run=_inspect)
+
+    trainer = commands.add_parser("train", help="contrastive training / fine-tuning (CPU, GPU, accelerate launch)")
+    trainer.add_argument("--config", help="YAML or JSON file with any of the settings below (flags win)")
+    trainer.add_argument("--data", help="training source (any format `clibd inspect` reads)")
+    trainer.add_argument("--val", help="validation source (default: the data's own val splits)")
+    trainer.add_argument("--out", help="run directory (metrics.jsonl, status.json, last/, best/)")
+    trainer.add_argument("--preset", choices=("lite", "paper"))
+    trainer.add_argument("--modalities", help="two or three of image,dna,text (comma-separated)")
+    trainer.add_argument("--init-from", help="model directory to fine-tune")
+    trainer.add_argument("--epochs", type=int)
+    trainer.add_argument("--batch-size", type=int, help="global batch size")
+    trainer.add_argument("--lr", type=float, help="peak learning rate")
+    trainer.add_argument("--freeze", help="image_backbone,text_backbone (comma-separated)")
+    trainer.add_argument("--seed", type=int)
+    trainer.add_argument("--num-workers", type=int)
+    trainer.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
+    trainer.add_argument("--max-steps", type=int)
+    trainer.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    trainer.set_defaults(run=_train)
 
     importer = commands.add_parser("import-checkpoint", help="turn an official CLIBD best.pth into a model directory")
     importer.add_argument("checkpoint", help="the released best.pth")

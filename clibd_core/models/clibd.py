@@ -107,6 +107,25 @@ class CLIBDModel(nn.Module):
     def text_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return F.normalize(self.language_encoder(**{k: v.to(self.device) for k, v in batch.items()}), dim=-1)
 
+    def forward(self, batch: dict[str, object]) -> dict[str, torch.Tensor]:
+        """Normalised features for every modality in ``batch`` (what training calls, through DDP).
+
+        Keys: ``image`` (pixels), ``dna`` / ``text`` (token dicts), or ``image_backbone`` /
+        ``text_backbone`` (features of a frozen backbone, computed once: only the projection runs).
+        """
+        features = {}
+        if "image" in batch:
+            features["image"] = self.image_features(batch["image"])
+        if "image_backbone" in batch:
+            features["image"] = F.normalize(self.image_encoder.proj(batch["image_backbone"].to(self.device)), dim=-1)
+        if "dna" in batch:
+            features["dna"] = self.dna_features(batch["dna"])
+        if "text" in batch:
+            features["text"] = self.text_features(batch["text"])
+        if "text_backbone" in batch:
+            features["text"] = F.normalize(self.language_encoder.proj(batch["text_backbone"].to(self.device)), dim=-1)
+        return features
+
     # -- the public encoders ---------------------------------------------------------------------
     def encode_images(self, images: Sequence[ImageInput], batch_size: int = 32) -> np.ndarray:
         """PIL images, arrays, bytes or file paths → (n, d); the preset's eval transform is applied."""
@@ -147,20 +166,25 @@ class CLIBDModel(nn.Module):
         """Write a self-describing model directory atomically; returns its path."""
         out_dir = Path(out_dir)
         with atomic_directory(out_dir) as staging:
-            state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
-            save_file(state, str(staging / WEIGHTS_FILE))
-            if "text" in self.config.modalities:
-                shutil.copyfile(self.vocab_file, staging / VOCAB_FILE)
-            self.fingerprint = file_sha256(staging / WEIGHTS_FILE)
-            description = {
-                "format_version": FORMAT_VERSION,
-                "model": self.config.to_dict(),
-                "tokenizers": self._tokenizer_facts(),
-                "fingerprint": self.fingerprint,
-                "provenance": {**_environment(), **(provenance or {})},
-            }
-            (staging / CONFIG_FILE).write_text(json.dumps(description, indent=2, sort_keys=True))
+            self.write_files(staging, provenance)
         return out_dir
+
+    def write_files(self, directory: Path, provenance: dict | None = None) -> None:
+        """Write weights, config.json and vocab.txt into ``directory`` (a staging directory: the
+        training job adds its own state beside them before the atomic rename)."""
+        state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_FILE))
+        if "text" in self.config.modalities:
+            shutil.copyfile(self.vocab_file, directory / VOCAB_FILE)
+        self.fingerprint = file_sha256(directory / WEIGHTS_FILE)
+        description = {
+            "format_version": FORMAT_VERSION,
+            "model": self.config.to_dict(),
+            "tokenizers": self._tokenizer_facts(),
+            "fingerprint": self.fingerprint,
+            "provenance": {**_environment(), **(provenance or {})},
+        }
+        (directory / CONFIG_FILE).write_text(json.dumps(description, indent=2, sort_keys=True))
 
     def _tokenizer_facts(self) -> dict:
         facts = {}

@@ -93,9 +93,13 @@ class LiteImageTower(nn.Module):
         self.proj = nn.Linear(self.backbone.num_features, embed_dim)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.backbone_features(pixels))
+
+    def backbone_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The pooled 1280-d ImageNet features (cached by training when the backbone is frozen)."""
         if self.training or pixels.device.type != "cpu" or pixels.shape[-2:] != (224, 224):
-            return self.proj(self.backbone(pixels))
-        return self.proj(self._frozen_backbone()(pixels.contiguous(memory_format=torch.channels_last)))
+            return self.backbone(pixels)
+        return self._frozen_backbone()(pixels.contiguous(memory_format=torch.channels_last))
 
     def _frozen_backbone(self) -> torch.jit.ScriptModule:
         frozen = self.__dict__.get("_frozen")

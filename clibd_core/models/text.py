@@ -37,16 +37,22 @@ class TextTower(nn.Module):
         self.proj = nn.Linear(base.config.hidden_size, embed_dim)
         self.pool_padding = pool_padding
 
-    def forward(
+    def pooled(
         self, input_ids: torch.Tensor, token_type_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> torch.Tensor:
+        """The encoder's pooled output before ``proj`` (cached by training when the encoder is frozen)."""
         hidden = self.base_language_encoder(
             input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask
         ).last_hidden_state
         if self.pool_padding:
-            return self.proj(hidden.mean(dim=1))
+            return hidden.mean(dim=1)
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return self.proj((hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0))
+        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+    def forward(
+        self, input_ids: torch.Tensor, token_type_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        return self.proj(self.pooled(input_ids, token_type_ids, attention_mask))
 
 
 def paper_text_tower(embed_dim: int = 768) -> TextTower:

@@ -1,0 +1,349 @@
+"""The training job: CLIBD's contrastive loss under Hugging Face Accelerate, resumable and observable.
+
+The same code runs on the CPU, one GPU, or ``accelerate launch`` / ``torchrun`` across GPUs and nodes.
+A run directory holds everything: ``train_config.json`` (resolved), ``metrics.jsonl``, ``status.json``,
+``last/`` and ``best/`` (model directories; ``last/`` adds ``training_state.pt``) and, at the end,
+``results.json`` / ``results.md`` (the paper's test table for the best checkpoint).
+
+Determinism: the batch order of an epoch is a pure function of (seed, epoch) and the checkpoint keeps
+the optimizer, the scheduler and the torch RNG, so a run killed at any moment and resumed with
+``--resume`` ends with the weights an uninterrupted run reaches (one process; tests check it).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from clibd_core.data.datasets import BatchListSampler, ImageDataset, epoch_batches, shard
+from clibd_core.data.records import Record
+from clibd_core.data.sources import read_source
+from clibd_core.data.splits import KEY_SPLITS, assign_splits
+from clibd_core.data.transforms import eval_transform, train_transform
+from clibd_core.evaluate import evaluate_records, markdown_table, mean_top1, record_texts
+from clibd_core.fileio import atomic_directory, write_json
+from clibd_core.loss import clibd_loss
+from clibd_core.models.clibd import CLIBDModel, build_model, load_model
+from clibd_core.train.config import TrainConfig
+from clibd_core.train.monitor import RunMonitor
+
+TRAINING_STATE = "training_state.pt"
+TRAIN_SPLITS = ("train", "pretrain")
+EVAL_SPLITS = ("val", "val_unseen", "test", "test_unseen", *KEY_SPLITS)
+
+
+class RunExistsError(RuntimeError):
+    """The output directory already holds a run: resume it or choose another directory."""
+
+
+class _StopFlag:
+    """Set by SIGTERM / SIGINT; the loop checks it between steps, saves and leaves."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, self._handle)
+
+    def _handle(self, number, frame) -> None:  # noqa: ARG002 - signal handler signature
+        self.requested = True
+
+
+def _records(source: str, split_seed: int) -> list[Record]:
+    records = read_source(source).records
+    assign_splits(records, seed=split_seed)
+    return records
+
+
+def _usable(record: Record, modalities: list[str]) -> bool:
+    return ("image" not in modalities or record.has_image) and ("dna" not in modalities or record.barcode is not None)
+
+
+def _model(config: TrainConfig, resume: bool) -> CLIBDModel:
+    if resume:
+        return load_model(Path(config.out) / "last", device="cpu")
+    if config.init_from:
+        model = load_model(config.init_from, device="cpu")
+        missing = sorted(set(config.modalities) - set(model.config.modalities))
+        if missing or model.config.preset != config.preset:
+            raise ValueError(
+                f"{config.init_from} is a {model.config.preset} model with {model.config.modalities}; "
+                f"this run asks for {config.preset} with {config.modalities}"
+            )
+        return model
+    return build_model(config.preset, config.modalities, pretrained=True)
+
+
+def _frozen_parts(model: CLIBDModel, freeze: list[str]) -> list[torch.nn.Module]:
+    """Modules whose weights stay fixed. A frozen paper ViT keeps its LoRA and head trainable (CLIBD's recipe)."""
+    parts = []
+    if "image_backbone" in freeze and hasattr(model, "image_encoder"):
+        tower = model.image_encoder
+        parts.append(tower.backbone if hasattr(tower, "backbone") else tower.base_image_encoder)
+    if "text_backbone" in freeze and hasattr(model, "language_encoder"):
+        parts.append(model.language_encoder.base_language_encoder)
+    for part in parts:
+        part.requires_grad_(False)
+    if "image_backbone" in freeze and hasattr(model.image_encoder, "base_image_encoder"):
+        vit = model.image_encoder.base_image_encoder
+        for name, parameter in vit.named_parameters():
+            if ".linear_" in name or name.startswith("head."):
+                parameter.requires_grad_(True)
+    return parts
+
+
+class FeatureCache:
+    """Outputs of frozen backbones, computed once per record (images) or per distinct text.
+
+    With the ImageNet and MiniLM backbones frozen, an epoch then costs only the projections and the
+    DNA tower: what makes CPU training of the lite preset take minutes instead of hours.
+    """
+
+    def __init__(self, model: CLIBDModel, records: list[Record], freeze: list[str], workers: int) -> None:
+        self.image_rows: dict[str, int] = {}
+        self.text_rows: dict[str, int] = {}
+        self.images = self.texts = None
+        with torch.inference_mode():
+            if "image_backbone" in freeze and hasattr(getattr(model, "image_encoder", None), "backbone_features"):
+                with_images = list({r.source: r for r in records if r.has_image}.values())
+                loader = DataLoader(
+                    ImageDataset(with_images, eval_transform(model.config.preset)), batch_size=32, num_workers=workers
+                )
+                self.images = torch.cat([model.image_encoder.backbone_features(pixels) for pixels in loader])
+                self.image_rows = {r.source: i for i, r in enumerate(with_images)}
+            if "text_backbone" in freeze and hasattr(model, "language_encoder"):
+                texts = sorted(set(record_texts(records)))
+                pooled = [
+                    model.language_encoder.pooled(**model.text_batch(texts[start : start + 256]))
+                    for start in range(0, len(texts), 256)
+                ]
+                self.texts = torch.cat(pooled)
+                self.text_rows = {text: i for i, text in enumerate(texts)}
+
+    def image(self, records: list[Record]) -> torch.Tensor | None:
+        return None if self.images is None else self.images[[self.image_rows[r.source] for r in records]]
+
+    def text(self, records: list[Record]) -> torch.Tensor | None:
+        return None if self.texts is None else self.texts[[self.text_rows[t] for t in record_texts(records)]]
+
+
+def _inputs(model: CLIBDModel, records: list[Record], cache: FeatureCache, pixels, modalities: list[str]) -> dict:
+    inputs: dict[str, object] = {}
+    if "image" in modalities:
+        cached = cache.image(records)
+        inputs.update({"image_backbone": cached} if cached is not None else {"image": pixels})
+    if "dna" in modalities:
+        inputs["dna"] = model.dna_batch([r.barcode for r in records])
+    if "text" in modalities:
+        cached = cache.text(records)
+        inputs.update(
+            {"text_backbone": cached} if cached is not None else {"text": model.text_batch(record_texts(records))}
+        )
+    return inputs
+
+
+def _encoder(model: CLIBDModel, cache: FeatureCache):
+    """``encode(modality, records)`` for evaluation, reusing cached backbone features."""
+
+    def encode(modality: str, records: list[Record]) -> np.ndarray:
+        with torch.inference_mode():
+            if modality == "image" and cache.images is not None:
+                return F.normalize(model.image_encoder.proj(cache.image(records)), dim=-1).numpy()
+            if modality == "text" and cache.texts is not None:
+                return F.normalize(model.language_encoder.proj(cache.text(records)), dim=-1).numpy()
+        if modality == "image":
+            return model.encode_images([r.load_image() for r in records])
+        if modality == "dna":
+            return model.encode_barcodes([r.barcode for r in records])
+        return model.encode_texts(record_texts(records))
+
+    return encode
+
+
+def _save(run_dir: Path, name: str, model: CLIBDModel, config: TrainConfig, state: dict | None = None) -> None:
+    with atomic_directory(run_dir / name) as staging:
+        model.write_files(
+            staging, provenance={"source": "clibd train", "run_dir": str(run_dir), "train_config": asdict(config)}
+        )
+        if state is not None:
+            torch.save(state, staging / TRAINING_STATE)
+
+
+def train(config: TrainConfig, resume: bool = False) -> dict:
+    """Run (or resume) a training job; returns its final status. Raises on errors, after recording them."""
+    run_dir = Path(config.out)
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),
+        # the BERT pooler and BarcodeBERT's vocabulary bias take no part in the loss
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        mixed_precision=("bf16" if torch.cuda.is_available() else "no")
+        if config.mixed_precision == "auto"
+        else config.mixed_precision,
+    )
+    is_main = accelerator.is_main_process
+    has_checkpoint = (run_dir / "last" / TRAINING_STATE).is_file()
+    if has_checkpoint and not resume:
+        raise RunExistsError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another --out")
+    if resume and not has_checkpoint:
+        raise RunExistsError(f"{run_dir} holds no checkpoint to resume")
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "train_config.json", asdict(config))
+    monitor = RunMonitor(run_dir, total_steps=1)
+    try:
+        return _train(config, resume, accelerator, monitor)
+    except Exception as error:
+        if is_main:
+            (run_dir / "error.log").write_text(traceback.format_exc())
+            monitor.update(state="failed", last_error=f"{type(error).__name__}: {error}")
+        raise
+
+
+def _train(config: TrainConfig, resume: bool, accelerator: Accelerator, monitor: RunMonitor) -> dict:
+    run_dir, is_main = Path(config.out), accelerator.is_main_process
+    stop = _StopFlag()
+    torch.manual_seed(config.seed)
+    records = _records(config.data, config.split_seed)
+    eval_pool = _records(config.val, config.split_seed) if config.val else records
+    train_records = [r for r in records if r.split in TRAIN_SPLITS and _usable(r, config.modalities)]
+    eval_records = [r for r in eval_pool if r.split in EVAL_SPLITS]
+    world = accelerator.num_processes
+    if config.batch_size % world:
+        raise ValueError(f"batch size {config.batch_size} does not divide among {world} processes")
+    steps_per_epoch = len(train_records) // config.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(train_records)} training records are fewer than one batch of {config.batch_size}")
+    total_steps = config.epochs * steps_per_epoch
+    if config.max_steps:
+        total_steps = min(total_steps, config.max_steps)
+
+    model = _model(config, resume)
+    frozen = _frozen_parts(model, config.freeze)
+    test_records = [r for r in records if r.split in EVAL_SPLITS]
+    cache = FeatureCache(model, train_records + eval_records + test_records, config.freeze, config.num_workers)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=config.peak_lr(), weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.peak_lr(), total_steps=total_steps, pct_start=config.warmup, anneal_strategy="cos"
+    )
+    step, best = 0, -1.0
+    if resume:
+        state = torch.load(run_dir / "last" / TRAINING_STATE, map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        step, best = int(state["step"]), float(state["best"])
+    ddp_model, optimizer = accelerator.prepare(model, optimizer)
+    model = accelerator.unwrap_model(ddp_model)
+    monitor.total_steps, monitor.first_step = total_steps, step
+    if is_main:
+        monitor.update(state="running", step=step, total_steps=total_steps, epoch=step // steps_per_epoch)
+    progress = tqdm(total=total_steps, initial=step, disable=not is_main, desc="training", unit="step")
+
+    def checkpoint(name: str, with_state: bool) -> None:
+        if is_main:
+            state = None
+            if with_state:
+                state = {
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": torch.get_rng_state(),
+                    "step": step,
+                    "best": best,
+                }
+            _save(run_dir, name, model, config, state)
+        accelerator.wait_for_everyone()
+
+    while step < total_steps:
+        epoch = step // steps_per_epoch
+        batches = epoch_batches(len(train_records), config.batch_size, config.seed, epoch)[step % steps_per_epoch :]
+        mine = [shard(batch, accelerator.process_index, world) for batch in batches]
+        needs_pixels = "image" in config.modalities and cache.images is None
+        loader = DataLoader(
+            ImageDataset(train_records, train_transform(config.preset)),
+            batch_sampler=BatchListSampler(mine),
+            num_workers=config.num_workers,
+            generator=torch.Generator().manual_seed(config.seed * 7919 + epoch),  # leaves the global RNG alone
+        )
+        pixels = iter(loader) if needs_pixels else None
+        for indices in mine:
+            started = time.time()
+            ddp_model.train()
+            for part in frozen:
+                part.eval()
+            batch_records = [train_records[i] for i in indices]
+            inputs = _inputs(model, batch_records, cache, next(pixels) if pixels else None, config.modalities)
+            with accelerator.autocast():
+                features = ddp_model(inputs)
+                loss, pair_losses = clibd_loss({k: v.float() for k, v in features.items()}, model.logit_scale)
+            accelerator.backward(loss)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss.item():.3f}")
+            if is_main:
+                monitor.log(
+                    {
+                        "type": "train",
+                        "step": step,
+                        "epoch": epoch,
+                        "loss": loss.item(),
+                        "pairs": {k: v.item() for k, v in pair_losses.items()},
+                        "lr": scheduler.get_last_lr()[0],
+                        "samples_per_s": config.batch_size / (time.time() - started),
+                        "logit_scale": model.logit_scale.item(),
+                    }
+                )
+                monitor.update(step=step, epoch=epoch, loss=loss.item())
+            stop_now = torch.tensor(float(stop.requested), device=accelerator.device)
+            if world > 1:
+                stop_now = accelerator.reduce(stop_now, reduction="sum")
+            if stop_now.item() > 0:
+                checkpoint("last", with_state=True)
+                if is_main:
+                    monitor.update(state="cancelled")
+                progress.close()
+                return monitor.status
+            if step % config.checkpoint_every == 0 and step % steps_per_epoch:
+                checkpoint("last", with_state=True)
+            if step >= total_steps:
+                break
+        if step % steps_per_epoch == 0 or step >= total_steps:
+            if is_main:
+                model.eval()
+                results = evaluate_records(eval_records, _encoder(model, cache), config.modalities, "val")
+                score = mean_top1(results)
+                monitor.log({"type": "val", "step": step, "epoch": epoch, "score": score, "results": results})
+                if score > best:
+                    best = score
+                    _save(run_dir, "best", model, config)
+                monitor.update(best_score=best)
+            checkpoint("last", with_state=True)
+    progress.close()
+    if is_main:
+        final = load_model(run_dir / "best", device="cpu") if (run_dir / "best").is_dir() else model
+        test = evaluate_records(
+            records, _encoder(final, cache), config.modalities, "test"
+        )  # frozen backbones: same cache
+        write_json(run_dir / "results.json", test)
+        (run_dir / "results.md").write_text(
+            markdown_table(test, "macro") + "\n\n" + markdown_table(test, "micro") + "\n"
+        )
+        monitor.log({"type": "test", "step": step, "results": test})
+        monitor.update(state="finished", step=step)
+    accelerator.wait_for_everyone()
+    return json.loads(json.dumps(monitor.status))
