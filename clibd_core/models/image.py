@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 import timm
 import torch
@@ -106,7 +107,8 @@ class LiteImageTower(nn.Module):
         if frozen is None:
             backbone = copy.deepcopy(self.backbone).eval().to(memory_format=torch.channels_last)
             example = torch.zeros(1, 3, 224, 224).contiguous(memory_format=torch.channels_last)
-            with torch.no_grad():
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated in name; still fastest here
                 frozen = torch.jit.freeze(torch.jit.trace(backbone, example))
             self.__dict__["_frozen"] = frozen  # kept out of the module tree: never saved, never trained
         return frozen

@@ -250,7 +250,7 @@ def _train(config: TrainConfig, resume: bool, accelerator: Accelerator, monitor:
     monitor.total_steps, monitor.first_step = total_steps, step
     if is_main:
         monitor.update(state="running", step=step, total_steps=total_steps, epoch=step // steps_per_epoch)
-    progress = tqdm(total=total_steps, initial=step, disable=not is_main, desc="training", unit="step")
+    progress = tqdm(total=total_steps, initial=step, disable=not is_main, desc="training", unit="step", mininterval=1.0)
 
     def checkpoint(name: str, with_state: bool) -> None:
         if is_main:
