@@ -114,6 +114,19 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from clibd_core.data.synthetic import WorldConfig, generate_world
+
+    if args.world_only:
+        print(generate_world(args.out, WorldConfig(n_records=args.records or 1000, seed=args.seed)))
+        return 0
+    from clibd_core.demo import DEMO_WORLD, build_demo
+
+    world = WorldConfig(**{**DEMO_WORLD.__dict__, "n_records": args.records or DEMO_WORLD.n_records, "seed": args.seed})
+    report = build_demo(args.out, world, epochs=args.epochs)
+    return 0 if report["targets"]["met"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clibd", description="Identify insects from images and DNA barcodes (CLIBD).")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -147,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.add_argument("--max-steps", type=int)
     trainer.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     trainer.set_defaults(run=_train)
+
+    demo = commands.add_parser("demo", help="build the embedded default: synthetic world, lite model, demo library")
+    demo.add_argument("--out", default="reference_db", help="where to write (default: reference_db)")
+    demo.add_argument("--records", type=int, default=None, help="records in the synthetic world")
+    demo.add_argument("--epochs", type=int, default=30)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--world-only", action="store_true", help="only write the synthetic world (BIOSCAN-5M layout)")
+    demo.set_defaults(run=_demo)
 
     importer = commands.add_parser("import-checkpoint", help="turn an official CLIBD best.pth into a model directory")
     importer.add_argument("checkpoint", help="the released best.pth")

