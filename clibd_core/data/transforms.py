@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision import transforms as T
 
@@ -73,3 +74,17 @@ def train_transform(preset: str) -> T.Compose:
         T.RandomRotation(45),
     ]
     return T.Compose(augment + eval_transform(preset).transforms[2:])
+
+
+def random_barcode_window(sequence: str, probability: float = 0.5, min_fraction: float = 0.6) -> str:
+    """Training augmentation for barcodes: with ``probability``, keep a random window covering at least
+    ``min_fraction`` of the read, as partial reads do. Draws from torch's global RNG (restored on resume).
+
+    Without it a small DNA tower learns read coverage as a feature, and a partial query then matches
+    partial keys of other species rather than full keys of its own.
+    """
+    if torch.rand(()) >= probability:
+        return sequence
+    length = int(len(sequence) * (min_fraction + (1 - min_fraction) * torch.rand(()).item()))
+    start = int(torch.randint(0, len(sequence) - length + 1, ()).item())
+    return sequence[start : start + length]

@@ -46,7 +46,7 @@ class LiteDNATower(nn.Module):
         self.position = nn.Parameter(torch.zeros(1, tokens, config.width))
         nn.init.normal_(self.position, std=0.02)
         layer = nn.TransformerEncoderLayer(
-            config.width, config.heads, config.ffn, dropout=0.1, activation="gelu", batch_first=True, norm_first=True
+            config.width, config.heads, config.ffn, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
         )
         self.encoder = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(config.width)

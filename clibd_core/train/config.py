@@ -36,10 +36,12 @@ class TrainConfig:
     checkpoint_every: int = 100  # steps between "last" checkpoints (and at every epoch end)
     max_steps: int | None = None  # stop early (tests, smoke runs)
     mixed_precision: str = "auto"  # bf16 on GPU, fp32 on CPU
+    dna_crop: float | None = None  # probability of training on a random partial window of a barcode
 
     def resolved(self) -> TrainConfig:
         """Fill the per-preset defaults: ``paper`` follows CLIBD (5e-5, scaled by batch/500); ``lite``
-        trains small towers from scratch on CPU (1e-3, unscaled, ImageNet and MiniLM backbones frozen)."""
+        trains small towers from scratch on CPU (1e-3, unscaled, ImageNet and MiniLM backbones frozen,
+        half the barcodes cut to a random partial window)."""
         freeze = self.freeze if self.freeze is not None else ([] if self.preset == "paper" else list(FREEZABLE))
         unknown = sorted(set(freeze) - set(FREEZABLE))
         if unknown:
@@ -52,6 +54,7 @@ class TrainConfig:
                 "scale_lr": self.scale_lr if self.scale_lr is not None else paper,
                 "modalities": [m for m in MODALITIES if m in self.modalities],
                 "freeze": freeze,
+                "dna_crop": self.dna_crop if self.dna_crop is not None else (0.0 if paper else 0.5),
             }
         )
 

@@ -31,7 +31,7 @@ from clibd_core.data.datasets import BatchListSampler, ImageDataset, epoch_batch
 from clibd_core.data.records import Record
 from clibd_core.data.sources import read_source
 from clibd_core.data.splits import KEY_SPLITS, assign_splits
-from clibd_core.data.transforms import eval_transform, train_transform
+from clibd_core.data.transforms import eval_transform, random_barcode_window, train_transform
 from clibd_core.evaluate import evaluate_records, markdown_table, mean_top1, record_texts
 from clibd_core.fileio import atomic_directory, write_json
 from clibd_core.loss import clibd_loss
@@ -88,16 +88,15 @@ def _model(config: TrainConfig, resume: bool) -> CLIBDModel:
 def _frozen_parts(model: CLIBDModel, freeze: list[str]) -> list[torch.nn.Module]:
     """Modules whose weights stay fixed. A frozen paper ViT keeps its LoRA and head trainable (CLIBD's recipe)."""
     parts = []
-    if "image_backbone" in freeze and hasattr(model, "image_encoder"):
-        tower = model.image_encoder
-        parts.append(tower.backbone if hasattr(tower, "backbone") else tower.base_image_encoder)
+    image = getattr(model, "image_encoder", None)
+    if "image_backbone" in freeze and image is not None:
+        parts.append(image.backbone if hasattr(image, "backbone") else image.base_image_encoder)
     if "text_backbone" in freeze and hasattr(model, "language_encoder"):
         parts.append(model.language_encoder.base_language_encoder)
     for part in parts:
         part.requires_grad_(False)
-    if "image_backbone" in freeze and hasattr(model.image_encoder, "base_image_encoder"):
-        vit = model.image_encoder.base_image_encoder
-        for name, parameter in vit.named_parameters():
+    if "image_backbone" in freeze and hasattr(image, "base_image_encoder"):
+        for name, parameter in image.base_image_encoder.named_parameters():
             if ".linear_" in name or name.startswith("head."):
                 parameter.requires_grad_(True)
     return parts
@@ -138,13 +137,14 @@ class FeatureCache:
         return None if self.texts is None else self.texts[[self.text_rows[t] for t in record_texts(records)]]
 
 
-def _inputs(model: CLIBDModel, records: list[Record], cache: FeatureCache, pixels, modalities: list[str]) -> dict:
+def _inputs(model: CLIBDModel, records: list[Record], cache: FeatureCache, pixels, config: TrainConfig) -> dict:
+    modalities = config.modalities
     inputs: dict[str, object] = {}
     if "image" in modalities:
         cached = cache.image(records)
         inputs.update({"image_backbone": cached} if cached is not None else {"image": pixels})
     if "dna" in modalities:
-        inputs["dna"] = model.dna_batch([r.barcode for r in records])
+        inputs["dna"] = model.dna_batch([random_barcode_window(r.barcode, config.dna_crop) for r in records])
     if "text" in modalities:
         cached = cache.text(records)
         inputs.update(
@@ -285,7 +285,7 @@ def _train(config: TrainConfig, resume: bool, accelerator: Accelerator, monitor:
             for part in frozen:
                 part.eval()
             batch_records = [train_records[i] for i in indices]
-            inputs = _inputs(model, batch_records, cache, next(pixels) if pixels else None, config.modalities)
+            inputs = _inputs(model, batch_records, cache, next(pixels) if pixels else None, config)
             with accelerator.autocast():
                 features = ddp_model(inputs)
                 loss, pair_losses = clibd_loss({k: v.float() for k, v in features.items()}, model.logit_scale)
