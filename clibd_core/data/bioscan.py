@@ -51,23 +51,39 @@ def _float(text: str) -> float | None:
         return None
 
 
-def _image(path: Path) -> str | None:
-    return str(path) if path.is_file() else None
-
-
-def _read_table(path: Path, fmt: str, delimiter: str, build) -> ReadResult:
-    """Shared loop of the BIOSCAN metadata readers: ``build(row, number)`` returns a Record or a reason."""
+def _read_table(path: Path, fmt: str, delimiter: str, barcode_column: str, image_path, extra) -> ReadResult:
+    """The loop both BIOSCAN metadata readers share: one Record per row that has a usable barcode or an
+    existing image file. ``image_path(row, id)`` locates the image; ``extra(row)`` adds format-specific fields."""
     result = ReadResult(format=fmt, source=str(path))
     seen: set[str] = set()
     for number, row in _rows(path, delimiter):
-        outcome = build(row, number)
-        if isinstance(outcome, str):
-            result.skipped.append(Skipped(f"line {number}", outcome))
-        elif outcome.id in seen:
-            result.skipped.append(Skipped(f"line {number} ({outcome.id})", f"duplicate id {outcome.id}"))
+        record_id = row.get("processid") or row.get("sampleid")
+        if not record_id:
+            result.skipped.append(Skipped(f"line {number}", "no processid or sampleid"))
+            continue
+        label = f"line {number} ({record_id})"
+        barcode, problem = _barcode(row.get(barcode_column, ""), record_id)
+        located = image_path(row, record_id)
+        image = str(located) if located is not None and located.is_file() else None
+        if barcode is None and image is None:
+            result.skipped.append(Skipped(label, problem or f"{record_id}: neither a usable barcode nor an image file"))
+        elif record_id in seen:
+            result.skipped.append(Skipped(label, f"duplicate id {record_id}"))
         else:
-            seen.add(outcome.id)
-            result.records.append(outcome)
+            seen.add(record_id)
+            fields = extra(row)
+            ranks = {rank: row.get(rank) for rank in ("order", "family", "subfamily", "genus", "species")}
+            result.records.append(
+                Record(
+                    id=record_id,
+                    taxonomy=Taxonomy.from_values(**ranks, bin=fields.pop("bin", None)),
+                    barcode=barcode,
+                    barcode_raw=row.get(barcode_column) or None,
+                    image=image,
+                    source=f"{path}:{number}",
+                    **fields,
+                )
+            )
     return result
 
 
@@ -76,28 +92,12 @@ def read_bioscan_1m(path: str | Path, image_root: str | Path | None = None) -> R
     path = Path(path)
     root = Path(image_root) if image_root else path.parent
 
-    def build(row: dict[str, str], number: int) -> Record | str:
-        record_id = row.get("processid") or row.get("sampleid")
-        if not record_id:
-            return "no processid or sampleid"
-        barcode, problem = _barcode(row.get("nucraw", ""), record_id)
-        image = None
-        if row.get("image_file"):
-            image = _image(root / IMAGE_DIR / f"part{row.get('chunk_number', '')}" / row["image_file"])
-        if barcode is None and image is None:
-            return problem or f"{record_id}: neither a usable barcode nor an image file"
-        return Record(
-            id=record_id,
-            taxonomy=Taxonomy.from_values(
-                **{rank: row.get(rank) for rank in ("order", "family", "subfamily", "genus", "species")}
-            ),
-            barcode=barcode,
-            barcode_raw=row.get("nucraw") or None,
-            image=image,
-            source=f"{path}:{number}",
-        )
+    def image_path(row: dict[str, str], record_id: str) -> Path | None:
+        if not row.get("image_file"):
+            return None
+        return root / IMAGE_DIR / f"part{row.get('chunk_number', '')}" / row["image_file"]
 
-    return _read_table(path, "bioscan_1m", "\t", build)
+    return _read_table(path, "bioscan_1m", "\t", "nucraw", image_path, lambda row: {})
 
 
 def read_bioscan_5m(path: str | Path, image_root: str | Path | None = None) -> ReadResult:
@@ -106,32 +106,19 @@ def read_bioscan_5m(path: str | Path, image_root: str | Path | None = None) -> R
     path = Path(path)
     root = Path(image_root) if image_root else path.parent
 
-    def build(row: dict[str, str], number: int) -> Record | str:
-        record_id = row.get("processid") or row.get("sampleid")
-        if not record_id:
-            return "no processid or sampleid"
-        barcode, problem = _barcode(row.get("dna_barcode", ""), record_id)
-        split = row.get("split") or None
-        image = _image(root / IMAGE_DIR / (split or "") / row.get("chunk", "") / f"{record_id}.jpg")
-        if barcode is None and image is None:
-            return problem or f"{record_id}: neither a usable barcode nor an image file"
-        return Record(
-            id=record_id,
-            taxonomy=Taxonomy.from_values(
-                **{rank: row.get(rank) for rank in ("order", "family", "subfamily", "genus", "species")},
-                bin=row.get("dna_bin"),
-            ),
-            barcode=barcode,
-            barcode_raw=row.get("dna_barcode") or None,
-            image=image,
-            split=split,
-            country=row.get("country") or None,
-            latitude=_float(row.get("coord-lat", "")),
-            longitude=_float(row.get("coord-lon", "")),
-            source=f"{path}:{number}",
-        )
+    def image_path(row: dict[str, str], record_id: str) -> Path:
+        return root / IMAGE_DIR / row.get("split", "") / row.get("chunk", "") / f"{record_id}.jpg"
 
-    return _read_table(path, "bioscan_5m", ",", build)
+    def extra(row: dict[str, str]) -> dict:
+        return {
+            "bin": row.get("dna_bin"),
+            "split": row.get("split") or None,
+            "country": row.get("country") or None,
+            "latitude": _float(row.get("coord-lat", "")),
+            "longitude": _float(row.get("coord-lon", "")),
+        }
+
+    return _read_table(path, "bioscan_5m", ",", "dna_barcode", image_path, extra)
 
 
 def _text(values) -> list[str]:

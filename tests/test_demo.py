@@ -1,0 +1,54 @@
+"""The embedded default: `clibd demo` end to end on a tiny world, and the shipped reference_db/ itself."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clibd_core import load_model
+from clibd_core.data.synthetic import WorldConfig
+from clibd_core.demo import build_demo
+from clibd_core.evaluate import nearest_neighbours
+
+REFERENCE_DB = Path(__file__).resolve().parents[1] / "reference_db"
+
+
+@pytest.mark.slow
+def test_demo_builds_model_library_and_report(tmp_path):
+    report = build_demo(
+        tmp_path / "db", WorldConfig(n_records=240, n_orders=3, species_per_genus=2.0, seed=5), epochs=2, batch_size=16
+    )
+    out = tmp_path / "db"
+    model = load_model(out / "model", device="cpu")
+    library = json.loads((out / "library" / "library.json").read_text())
+    assert library["model_fingerprint"] == model.fingerprint
+    metadata = pd.read_parquet(out / "library" / "metadata.parquet")
+    for modality in ("image", "dna", "text"):
+        assert np.load(out / "library" / f"{modality}.npy").shape == (len(metadata), 256)
+    assert not set(metadata["split"]) & {"test", "test_unseen", "val", "val_unseen"}
+    assert set(report["trained"]) == {"dna->dna", "image->image", "image->dna", "image->text"}
+    assert set(report["targets"]) >= {"image_dna_genus_unseen", "dna_dna_species_seen", "met"}
+    assert (out / "demo_report.md").read_text().startswith("# Demo model report")
+    assert sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) < 50e6
+
+
+def test_shipped_reference_db_identifies_its_demo_queries():
+    if not (REFERENCE_DB / "model").is_dir():
+        pytest.skip("reference_db/ has not been built (clibd demo)")
+    model = load_model(REFERENCE_DB / "model", device="cpu")
+    library = json.loads((REFERENCE_DB / "library" / "library.json").read_text())
+    assert library["model_fingerprint"] == model.fingerprint
+    metadata = pd.read_parquet(REFERENCE_DB / "library" / "metadata.parquet")
+    keys = np.load(REFERENCE_DB / "library" / "dna.npy")
+    queries = pd.read_parquet(REFERENCE_DB / "demo_queries.parquet")
+    seen = queries[queries["split"] == "test"].head(100)
+    neighbours = nearest_neighbours(model.encode_barcodes(list(seen["barcode"])), keys)
+    predicted_genus = metadata["genus"].to_numpy()[neighbours]
+    true_genus = [text.split()[2] for text in seen["text"]]
+    assert np.mean(predicted_genus == np.array(true_genus)) >= 0.9
+    report = json.loads((REFERENCE_DB / "demo_report.json").read_text())
+    assert report["targets"]["met"], report["targets"]
