@@ -135,6 +135,14 @@ def mean_top1(results: dict) -> float:
     return float(np.mean(values)) if values else 0.0
 
 
+def mean_results(runs: list[dict]) -> dict:
+    """Element-wise mean of several result dicts of the same shape (e.g. over random initialisations)."""
+    first = runs[0]
+    if isinstance(first, dict):
+        return {key: mean_results([run[key] for run in runs]) for key in first}
+    return float(np.mean(runs))
+
+
 def markdown_table(results: dict, metric: str = "macro") -> str:
     """One Markdown table: rows = pair × rank, columns = seen / unseen / harmonic mean (in %)."""
     lines = [f"| pair | rank | seen ({metric}) | unseen ({metric}) | H.M. |", "|---|---|---|---|---|"]

@@ -153,7 +153,7 @@ def _inputs(model: CLIBDModel, records: list[Record], cache: FeatureCache, pixel
     return inputs
 
 
-def _encoder(model: CLIBDModel, cache: FeatureCache):
+def record_encoder(model: CLIBDModel, cache: FeatureCache):
     """``encode(modality, records)`` for evaluation, reusing cached backbone features."""
 
     def encode(modality: str, records: list[Record]) -> np.ndarray:
@@ -326,7 +326,7 @@ def _train(config: TrainConfig, resume: bool, accelerator: Accelerator, monitor:
         if step % steps_per_epoch == 0 or step >= total_steps:
             if is_main:
                 model.eval()
-                results = evaluate_records(eval_records, _encoder(model, cache), config.modalities, "val")
+                results = evaluate_records(eval_records, record_encoder(model, cache), config.modalities, "val")
                 score = mean_top1(results)
                 monitor.log({"type": "val", "step": step, "epoch": epoch, "score": score, "results": results})
                 if score > best:
@@ -338,7 +338,7 @@ def _train(config: TrainConfig, resume: bool, accelerator: Accelerator, monitor:
     if is_main:
         final = load_model(run_dir / "best", device="cpu") if (run_dir / "best").is_dir() else model
         test = evaluate_records(
-            records, _encoder(final, cache), config.modalities, "test"
+            records, record_encoder(final, cache), config.modalities, "test"
         )  # frozen backbones: same cache
         write_json(run_dir / "results.json", test)
         (run_dir / "results.md").write_text(
