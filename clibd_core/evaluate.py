@@ -147,7 +147,8 @@ def markdown_table(results: dict, metric: str = "macro") -> str:
     """One Markdown table: rows = pair × rank, columns = seen / unseen / harmonic mean (in %)."""
     lines = [f"| pair | rank | seen ({metric}) | unseen ({metric}) | H.M. |", "|---|---|---|---|---|"]
     for pair, ranks in results.items():
-        for rank, values in ranks.items():
+        for rank in RANKS:
+            values = ranks[rank]
             cells = [
                 f"{100 * values[group][metric]:.1f}" if group in values and not np.isnan(values[group][metric]) else "–"
                 for group in ("seen", "unseen")
