@@ -20,7 +20,7 @@ REFERENCE_DB = Path(__file__).resolve().parents[1] / "reference_db"
 @pytest.mark.slow
 def test_demo_builds_model_library_and_report(tmp_path):
     report = build_demo(
-        tmp_path / "db", WorldConfig(n_records=240, n_orders=3, species_per_genus=2.0, seed=5), epochs=2, batch_size=16
+        tmp_path / "db", WorldConfig(n_records=300, n_orders=3, species_per_genus=2.0, seed=10), epochs=2, batch_size=16
     )
     out = tmp_path / "db"
     model = load_model(out / "model", device="cpu")
@@ -32,6 +32,7 @@ def test_demo_builds_model_library_and_report(tmp_path):
     assert not set(metadata["split"]) & {"test", "test_unseen", "val", "val_unseen"}
     assert set(report["trained"]) == {"dna->dna", "image->image", "image->dna", "image->text"}
     assert set(report["targets"]) >= {"image_dna_genus_unseen", "dna_dna_species_seen", "met"}
+    assert 0.0 <= report["targets"]["image_dna_genus_unseen"] <= 1.0  # this world has unseen test species
     assert (out / "demo_report.md").read_text().startswith("# Demo model report")
     assert sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) < 50e6
 
