@@ -1,4 +1,7 @@
-"""The CLIBD Gradio app. Until the demo library exists it offers the barcode check; every tab calls clibd_core."""
+"""The CLIBD Gradio app: for now the barcode check (identification comes with the library engine).
+
+Every tab calls clibd_core; the app holds no logic of its own.
+"""
 
 from __future__ import annotations
 

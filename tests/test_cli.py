@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
 
 from tests.test_dna import COI
 
@@ -39,3 +43,16 @@ def test_import_checkpoint_refuses_a_bad_file(tmp_path):
     bad.write_text("nope")
     result = run_cli("import-checkpoint", str(bad), str(tmp_path / "out"))
     assert result.returncode == 2 and "weights-only" in result.stderr
+
+
+def test_embed_writes_ids_and_normalised_vectors(tmp_path):
+    model_dir = Path(__file__).resolve().parents[1] / "reference_db" / "model"
+    if not model_dir.is_dir():
+        pytest.skip("reference_db/ has not been built (clibd demo)")
+    fasta = tmp_path / "q.fasta"
+    fasta.write_text(f">a\n{COI}\n>bad\nhello\n>b\n{COI[:400]}\n")
+    result = run_cli("embed", "--model", str(model_dir), "--fasta", str(fasta), "--out", str(tmp_path / "e.npz"))
+    assert result.returncode == 0 and "embedded 2 of 3" in result.stdout and "bad" in result.stderr
+    saved = np.load(tmp_path / "e.npz")
+    assert saved["ids"].tolist() == ["a", "b"] and saved["embeddings"].shape == (2, 256)
+    np.testing.assert_allclose(np.linalg.norm(saved["embeddings"], axis=1), 1.0, atol=1e-5)
