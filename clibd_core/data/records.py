@@ -9,7 +9,7 @@ from typing import Any
 from PIL import Image
 
 from clibd_core.data.transforms import open_image
-from clibd_core.taxonomy import Taxonomy
+from clibd_core.taxonomy import MISSING, Taxonomy
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class ReadResult:
     def summary(self) -> dict:
         """The counts ``clibd inspect`` prints (and ``--json`` emits)."""
         ranks = {
-            name: {r.taxonomy.get(rank) for r in self.records} - {"not_classified"}
+            name: {r.taxonomy.get(rank) for r in self.records} - {MISSING}
             for name, rank in (("species", "species"), ("genera", "genus"), ("families", "family"), ("orders", "order"))
         }
         return {
