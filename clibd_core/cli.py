@@ -127,6 +127,151 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if report["targets"]["met"] else 1
 
 
+def _progress_bars():
+    """A Progress callback drawing one tqdm bar per stage on stderr."""
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit="item", leave=True)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return progress
+
+
+def _read_records(source: str, fmt: str | None):
+    from clibd_core.data.sources import read_source
+
+    result = read_source(source, fmt)
+    for item in result.skipped[:20]:
+        print(f"skipped {item.row}: {item.reason}", file=sys.stderr)
+    if len(result.skipped) > 20:
+        print(f"... and {len(result.skipped) - 20} more skipped rows (clibd inspect lists them)", file=sys.stderr)
+    return result
+
+
+def _library_model(library, model_dir: str | None):
+    """The model a library was built with (its recorded path), or the one named."""
+    from clibd_core.models.clibd import load_model
+
+    path = model_dir or library.model_path
+    if not path or not Path(path).is_dir():
+        raise FileNotFoundError(f"the library's model ({path or 'not recorded'}) is not here: pass --model")
+    return load_model(path)
+
+
+def _build_library(args: argparse.Namespace) -> int:
+    from clibd_core.data.sources import UnknownFormatError, source_facts
+    from clibd_core.library.store import LibraryError, build_library
+    from clibd_core.models.clibd import load_model
+
+    try:
+        model = load_model(args.model)
+        result = _read_records(args.data, args.format)
+        library = build_library(
+            model,
+            result.records,
+            args.out,
+            sources=[source_facts(result)],
+            name=args.name,
+            overwrite=args.overwrite,
+            progress=_progress_bars(),
+        )
+    except (LibraryError, UnknownFormatError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(library.summary(), indent=2))
+    return 0
+
+
+def _add_to_library(args: argparse.Namespace) -> int:
+    from clibd_core.data.sources import UnknownFormatError, source_facts
+    from clibd_core.library.store import Library, LibraryError, add_to_library
+
+    try:
+        model = _library_model(Library.open(args.library), args.model)
+        result = _read_records(args.data, args.format)
+        library, duplicates = add_to_library(
+            args.library, model, result.records, sources=[source_facts(result)], progress=_progress_bars()
+        )
+    except (LibraryError, UnknownFormatError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if duplicates:
+        print(f"left out {len(duplicates)} records already in the library (e.g. {duplicates[0]})", file=sys.stderr)
+    print(json.dumps(library.summary(), indent=2))
+    return 0
+
+
+def _identify(args: argparse.Namespace) -> int:
+    from clibd_core.data.transforms import IMAGE_SUFFIXES
+    from clibd_core.library.results import write_results
+    from clibd_core.library.search import identify, queries_from
+    from clibd_core.library.store import Library, LibraryError
+
+    try:
+        library = Library.open(args.library)
+        model = _library_model(library, args.model)
+        fasta = Path(args.fasta).read_text(errors="replace") if args.fasta else ""
+        images = [p for path in args.images or [] for p in _image_files(Path(path), IMAGE_SUFFIXES)]
+        queries = queries_from(fasta, images)
+        if not queries:
+            raise ValueError("nothing to identify: give --fasta and/or --images")
+        results = identify(
+            library,
+            model,
+            queries,
+            k=args.k,
+            image_keys=args.image_keys,
+            taxon=args.taxon,
+            country=args.country,
+            progress=_progress_bars(),
+        )
+        written = write_results(results, args.out, library, model)
+    except (LibraryError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    failed = sum(bool(r.error) for r in results)
+    print(f"identified {len(results) - failed} of {len(results)} queries -> {', '.join(map(str, written))}")
+    return 0
+
+
+def _image_files(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes)
+    if not path.exists():
+        raise FileNotFoundError(f"image '{path}' does not exist")
+    return [path]
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from clibd_core.data.sources import UnknownFormatError
+    from clibd_core.data.splits import assign_splits
+    from clibd_core.evaluate import evaluate_model, markdown_report
+    from clibd_core.fileio import write_json
+    from clibd_core.models.clibd import load_model
+
+    try:
+        model = load_model(args.model)
+        records = _read_records(args.data, args.format).records
+    except (UnknownFormatError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.split_seed is not None or not any(r.split for r in records):
+        assign_splits(records, seed=args.split_seed or 0)
+    report = evaluate_model(model, records, args.stage)
+    write_json(args.out, report)
+    markdown = markdown_report(report)
+    Path(args.out).with_suffix(".md").write_text(markdown)
+    print(markdown)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clibd", description="Identify insects from images and DNA barcodes (CLIBD).")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -173,6 +318,53 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("checkpoint", help="the released best.pth")
     importer.add_argument("out", help="model directory to write")
     importer.set_defaults(run=_import_checkpoint)
+
+    builder = commands.add_parser("build-library", help="embed a data source into a new reference library")
+    builder.add_argument("--model", required=True, help="model directory")
+    builder.add_argument("--data", required=True, help="any source `clibd inspect` reads")
+    builder.add_argument("--format", choices=FORMATS, help="skip detection and read as this format")
+    builder.add_argument("--out", required=True, help="library directory to create")
+    builder.add_argument("--name", help="a name shown in the app (default: the directory name)")
+    builder.add_argument("--overwrite", action="store_true", help="replace an existing library (atomically)")
+    builder.set_defaults(run=_build_library)
+
+    adder = commands.add_parser("add-to-library", help="append a data source to a library (atomically)")
+    adder.add_argument("library", help="library directory")
+    adder.add_argument("--data", required=True)
+    adder.add_argument("--format", choices=FORMATS)
+    adder.add_argument("--model", help="model directory (default: the one the library records)")
+    adder.set_defaults(run=_add_to_library)
+
+    identifier = commands.add_parser("identify", help="identify barcodes and/or images against a library")
+    identifier.add_argument("--library", required=True)
+    identifier.add_argument("--model", help="model directory (default: the one the library records)")
+    identifier.add_argument("--fasta", help="barcodes: FASTA or raw sequences")
+    identifier.add_argument(
+        "--images",
+        nargs="+",
+        help="image files or folders (an image whose file name is a "
+        "FASTA id is combined with that barcode as one specimen)",
+    )
+    identifier.add_argument("--k", type=int, default=10, help="neighbours that vote (default 10)")
+    identifier.add_argument("--taxon", help="only references of this taxon (any rank), e.g. Diptera")
+    identifier.add_argument("--country", help="only references from this country")
+    identifier.add_argument(
+        "--image-keys",
+        choices=("auto", "image", "dna"),
+        default="auto",
+        help="match images against the library's images or its barcodes (auto: images if any)",
+    )
+    identifier.add_argument("--out", required=True, help="results CSV (neighbours go to *.neighbours.csv)")
+    identifier.set_defaults(run=_identify)
+
+    evaluator = commands.add_parser("evaluate", help="the paper's protocol (+ novelty AUROC) for a model on data")
+    evaluator.add_argument("--model", required=True)
+    evaluator.add_argument("--data", required=True)
+    evaluator.add_argument("--format", choices=FORMATS)
+    evaluator.add_argument("--stage", choices=("test", "val"), default="test")
+    evaluator.add_argument("--split-seed", type=int, help="re-split with this seed (default: the data's splits)")
+    evaluator.add_argument("--out", required=True, help="report JSON (a Markdown table is written beside it)")
+    evaluator.set_defaults(run=_evaluate)
 
     embed = commands.add_parser("embed", help="embed the barcodes of a FASTA file with a model directory")
     embed.add_argument("--model", required=True)

@@ -3,7 +3,7 @@
 It generates the synthetic world, trains the lite preset on it (backbones frozen), evaluates the best
 checkpoint and the untrained (no-alignment) model with the paper's protocol, and writes
 ``reference_db/``: the model (about 4 MB: frozen backbones are references to their packages), the
-demo reference library (metadata Parquet + L2-normalised embeddings per modality) and the report.
+demo reference library (library/store.py: metadata, FAISS indexes, thumbnails, calibration) and the report.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -22,40 +21,17 @@ from clibd_core.data.sources import read_source
 from clibd_core.data.synthetic import WorldConfig, generate_world
 from clibd_core.evaluate import evaluate_records, markdown_table, mean_results, record_texts
 from clibd_core.fileio import atomic_directory, write_json
-from clibd_core.models.clibd import CLIBDModel, build_model, load_model
+from clibd_core.library.store import build_library
+from clibd_core.models.clibd import build_model, load_model
 from clibd_core.train.config import TrainConfig
 from clibd_core.train.loop import FeatureCache, record_encoder, train
 
 QUERY_SPLITS = ("val", "val_unseen", "test", "test_unseen")
+DEMO_LIBRARY_NAME = "Demo library (synthetic world, not real insects)"
 BASELINE_SEEDS = 5
 DEMO_WORLD = WorldConfig(
     n_records=3000, n_orders=4, families_per_order=4.0, genera_per_family=3.0, species_per_genus=2.5, seed=0
 )
-
-
-def write_library(out_dir: Path, model: CLIBDModel, records: list, cache: FeatureCache) -> dict:
-    """A plain embeddings library: metadata.parquet + one ``{modality}.npy`` per modality (rows aligned)."""
-    encode = record_encoder(model, cache)
-    metadata = pd.DataFrame(
-        {
-            "id": [r.id for r in records],
-            **{
-                rank: [r.taxonomy.get(rank) for r in records] for rank in ("order", "family", "genus", "species", "bin")
-            },
-            "split": [r.split for r in records],
-            "barcode": [r.barcode for r in records],
-            "country": [r.country for r in records],
-            "latitude": [r.latitude for r in records],
-            "longitude": [r.longitude for r in records],
-        }
-    )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    metadata.to_parquet(out_dir / "metadata.parquet", index=False)
-    for modality in model.config.modalities:
-        np.save(out_dir / f"{modality}.npy", encode(modality, records).astype(np.float32))
-    facts = {"records": len(records), "modalities": model.config.modalities, "model_fingerprint": model.fingerprint}
-    write_json(out_dir / "library.json", facts)
-    return facts
 
 
 def build_demo(
@@ -82,9 +58,10 @@ def build_demo(
         references = [r for r in records if r.split not in QUERY_SPLITS]
         with atomic_directory(out_dir) as staging:
             shutil.copytree(work / "run" / "best", staging / "model")
-            library = write_library(
-                staging / "library", model, references, FeatureCache(model, references, config.freeze, 0)
-            )
+            library = build_library(
+                model, references, staging / "library", name=DEMO_LIBRARY_NAME, model_path="../model"
+            ).summary()
+            library["path"] = str(out_dir / "library")
             queries = [r for r in records if r.split in ("test", "test_unseen")]
             pd.DataFrame(
                 {

@@ -12,7 +12,8 @@ import pytest
 from clibd_core import load_model
 from clibd_core.data.synthetic import WorldConfig
 from clibd_core.demo import build_demo
-from clibd_core.evaluate import nearest_neighbours
+from clibd_core.library.search import Query, identify
+from clibd_core.library.store import Library
 
 REFERENCE_DB = Path(__file__).resolve().parents[1] / "reference_db"
 
@@ -24,11 +25,13 @@ def test_demo_builds_model_library_and_report(tmp_path):
     )
     out = tmp_path / "db"
     model = load_model(out / "model", device="cpu")
-    library = json.loads((out / "library" / "library.json").read_text())
-    assert library["model_fingerprint"] == model.fingerprint
-    metadata = pd.read_parquet(out / "library" / "metadata.parquet")
-    for modality in ("image", "dna", "text"):
-        assert np.load(out / "library" / f"{modality}.npy").shape == (len(metadata), 256)
+    library = Library.open(out / "library")
+    library.check_model(model)
+    assert library.model_path == (out / "model").resolve()
+    metadata = library.metadata
+    for modality in ("image", "dna"):
+        assert library.vectors(modality).shape == (len(metadata), 256)
+    assert library.vectors("text").shape[0] == len(set(zip(metadata["genus"], metadata["species"], strict=True)))
     assert not set(metadata["split"]) & {"test", "test_unseen", "val", "val_unseen"}
     assert set(report["trained"]) == {"dna->dna", "image->image", "image->dna", "image->text"}
     assert set(report["targets"]) >= {"image_dna_genus_unseen", "dna_dna_species_seen", "met"}
@@ -40,16 +43,14 @@ def test_demo_builds_model_library_and_report(tmp_path):
 def test_shipped_reference_db_identifies_its_demo_queries():
     if not (REFERENCE_DB / "model").is_dir():
         pytest.skip("reference_db/ has not been built (clibd demo)")
-    model = load_model(REFERENCE_DB / "model", device="cpu")
-    library = json.loads((REFERENCE_DB / "library" / "library.json").read_text())
-    assert library["model_fingerprint"] == model.fingerprint
-    metadata = pd.read_parquet(REFERENCE_DB / "library" / "metadata.parquet")
-    keys = np.load(REFERENCE_DB / "library" / "dna.npy")
+    library = Library.open(REFERENCE_DB / "library")
+    model = load_model(library.model_path, device="cpu")
     queries = pd.read_parquet(REFERENCE_DB / "demo_queries.parquet")
     seen = queries[queries["split"] == "test"].head(100)
-    neighbours = nearest_neighbours(model.encode_barcodes(list(seen["barcode"])), keys)
-    predicted_genus = metadata["genus"].to_numpy()[neighbours]
+    results = identify(library, model, [Query(row.id, barcode=row.barcode) for row in seen.itertuples()])
+    predicted_genus = [result.ranks["genus"].name for result in results]
     true_genus = [text.split()[2] for text in seen["text"]]
-    assert np.mean(predicted_genus == np.array(true_genus)) >= 0.9
+    assert np.mean(np.array(predicted_genus) == np.array(true_genus)) >= 0.9
+    assert library.thumbnails([results[0].neighbours[0].row])  # the gallery has the reference photo
     report = json.loads((REFERENCE_DB / "demo_report.json").read_text())
     assert report["targets"]["met"], report["targets"]

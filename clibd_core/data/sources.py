@@ -81,3 +81,17 @@ def read_source(path: str | Path, fmt: str | None = None) -> ReadResult:
     if fmt not in READERS:
         raise UnknownFormatError(f"unknown format '{fmt}': choose one of {', '.join(READERS)}")
     return READERS[fmt](_metadata_file(path))
+
+
+def source_facts(result: ReadResult) -> dict:
+    """Provenance of a read source for a library: where, what format, the file's hash, the counts."""
+    from clibd_core.models.clibd import file_sha256
+
+    metadata = _metadata_file(Path(result.source))
+    return {
+        "path": str(Path(result.source).resolve()),
+        "format": result.format,
+        "sha256": file_sha256(metadata),
+        "records": len(result.records),
+        "skipped": len(result.skipped),
+    }

@@ -77,6 +77,7 @@ class CLIBDModel(nn.Module):
             self.text_tokenizer = load_text_tokenizer(self.vocab_file)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         self.fingerprint: str | None = None  # sha256 of the weights file this model was loaded from
+        self.source_dir: Path | None = None  # the model directory it was loaded from
         self.eval()
 
     @property
@@ -260,6 +261,7 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> CL
         stored.update(rebuilt)
     model.load_state_dict(stored, strict=True)
     model.fingerprint = description["fingerprint"]
+    model.source_dir = path
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval()
 

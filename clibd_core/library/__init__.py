@@ -1,0 +1,1 @@
+"""Reference libraries (store), identification (search) and its confidence calibration."""

@@ -1,0 +1,130 @@
+"""Confidence and novelty calibration of a library on itself, fitted when it is built or appended.
+
+Reference records are drawn as pretend queries in two ways: with only themselves left out (their
+species is in the library: the "known species" case) and with their whole species left out (the
+"species absent" case). Each is answered exactly as a real query is (library/search.py), and two
+kinds of logistic models are fitted on the outcomes:
+- per rank, P(the answer at this rank is right | winner's vote share, best score), with the absent
+  case weighted to ``ABSENT_PRIOR`` of the queries (an assumption, recorded in library.json: with
+  half the queries absent, no species call could ever be confident);
+- P(species absent | best similarity[, best identity]), with its ROC AUC, threshold 0.5 (both cases are
+  drawn equally often, so 0.5 is the point of equal prior).
+The fitted numbers go into library.json; a library whose records are too few or too uniform falls back
+to the raw vote share and no novelty flag (the calibration block says so).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from clibd_core.dna import to_acgtn
+from clibd_core.library.search import (
+    K_DEFAULT,
+    Evidence,
+    novelty_features,
+    rank_features,
+    rank_votes,
+    with_identities,
+)
+from clibd_core.library.store import Library
+from clibd_core.taxonomy import MISSING, RANKS
+
+PAIRS = (("dna", "dna"), ("image", "image"), ("image", "dna"))
+SAMPLES_PER_CASE = 500
+ABSENT_PRIOR = 0.2  # share of queries whose species is missing from the library, for rank confidence
+MIN_SAMPLES = 20
+
+
+def calibrate(library: Library, k: int = K_DEFAULT, seed: int = 0) -> dict:
+    """``{"dna->dna": {"ranks": {rank: logistic}, "novelty": logistic + auroc, ...}, ...}``."""
+    fitted = {}
+    for query_modality, key_modality in PAIRS:
+        if query_modality in library.modalities and key_modality in library.modalities:
+            fitted[f"{query_modality}->{key_modality}"] = _calibrate_pair(
+                library, query_modality, key_modality, k, seed
+            )
+    return fitted
+
+
+def _calibrate_pair(library: Library, query_modality: str, key_modality: str, k: int, seed: int) -> dict:
+    species = library.metadata["species"].to_numpy()
+    query_rows, key_rows = library.rows[query_modality], library.rows[key_modality]
+    key_species = species[key_rows]
+    per_species = Counter(key_species)
+    rng = np.random.default_rng(seed)
+    eligible = np.flatnonzero([s != MISSING and per_species[s] >= 2 for s in species[query_rows]])
+    if len(eligible) < MIN_SAMPLES or len(per_species) < 3:
+        return {"fallback": f"too few references with a known species in ≥ 2 records ({len(eligible)})"}
+    picked = rng.choice(eligible, size=min(SAMPLES_PER_CASE, len(eligible)), replace=False)
+    query_vectors = library.vectors(query_modality)[picked]
+    key_vectors = library.vectors(key_modality)
+    samples = []  # (evidence, query row, species absent?)
+    for absent in (False, True):
+        for start in range(0, len(picked), 256):
+            similarities = query_vectors[start : start + 256] @ key_vectors.T
+            for offset, sims in enumerate(similarities):
+                row = query_rows[picked[start + offset]]
+                sims[(key_species == species[row]) if absent else (key_rows == row)] = -np.inf
+                top = np.argpartition(-sims, min(k, len(sims) - 1))[:k]
+                top = top[np.argsort(-sims[top])]
+                top = top[np.isfinite(sims[top])]
+                evidence = Evidence(key_rows[top], sims[top])
+                if query_modality == key_modality == "dna":
+                    barcodes = library.metadata["barcode"]
+                    evidence = with_identities(evidence, to_acgtn(barcodes.iat[row]), barcodes)
+                samples.append((evidence, row, absent))
+    return {
+        "samples": len(samples),
+        "k": k,
+        "absent_prior": ABSENT_PRIOR,
+        "ranks": {rank: model for rank in RANKS if (model := _fit_rank(library, samples, rank))},
+        "novelty": _fit_novelty(samples),
+    }
+
+
+def _fit_rank(library: Library, samples: list, rank: str) -> dict | None:
+    truth = library.metadata[rank].to_numpy()
+    features, outcomes, weights = [], [], []
+    for evidence, row, absent in samples:
+        if truth[row] == MISSING or not len(evidence.rows):
+            continue
+        votes = rank_votes(evidence, library.metadata)
+        if rank in votes:
+            name, share = votes[rank]
+            features.append(rank_features(share, evidence))
+            outcomes.append(name == truth[row])
+            weights.append(ABSENT_PRIOR if absent else 1 - ABSENT_PRIOR)
+    return _logistic(features, outcomes, weights)
+
+
+def _fit_novelty(samples: list) -> dict | None:
+    usable = [(evidence, absent) for evidence, _, absent in samples if len(evidence.rows)]
+    features = [novelty_features(evidence) for evidence, _ in usable]
+    outcomes = [absent for _, absent in usable]
+    model = _logistic(features, outcomes)
+    if model is None:
+        return None
+    scores = 1 / (1 + np.exp(-(np.asarray(features) @ np.asarray(model["coef"]) + model["intercept"])))
+    flagged = scores >= 0.5
+    outcomes = np.asarray(outcomes)
+    return {
+        **model,
+        "threshold": 0.5,
+        "auroc": float(roc_auc_score(outcomes, scores)),
+        "true_positive_rate": float(flagged[outcomes].mean()),
+        "false_positive_rate": float(flagged[~outcomes].mean()),
+    }
+
+
+def _logistic(features: list, outcomes: list, weights: list | None = None) -> dict | None:
+    """A fitted logistic model as plain numbers; None when there is nothing to learn (one class)."""
+    if len(outcomes) < MIN_SAMPLES or len(set(outcomes)) < 2:
+        return None
+    fitted = LogisticRegression(C=10.0, max_iter=1000).fit(
+        np.asarray(features), np.asarray(outcomes), sample_weight=weights
+    )
+    return {"coef": fitted.coef_[0].tolist(), "intercept": float(fitted.intercept_[0]), "n": len(outcomes)}

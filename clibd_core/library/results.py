@@ -1,0 +1,79 @@
+"""Identification results as files: CSV (provenance as leading ``#`` lines) or Parquet (provenance in
+the file's key-value metadata), with the top-k neighbours in a second file beside the first."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from clibd_core.library.search import CONFIDENT, Identification, neighbours_table, results_table
+from clibd_core.library.store import Library
+
+
+def provenance(library: Library, model) -> dict:
+    """What produced the answers: model, library, time and thresholds."""
+    novelty = {
+        pair: (c.get("novelty") or {}).get("threshold") for pair, c in library.facts.get("calibration", {}).items()
+    }
+    return {
+        "model_fingerprint": model.fingerprint or "",
+        "model_path": str(model.source_dir or ""),
+        "library": library.name,
+        "library_path": str(library.path),
+        "library_version": library.version_dir.name,
+        "library_records": str(len(library.metadata)),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "confidence_threshold": str(CONFIDENT),
+        "novelty_thresholds": json.dumps(novelty),
+    }
+
+
+def neighbours_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(f"{path.stem}.neighbours{path.suffix}")
+
+
+def write_results(results: Sequence[Identification], path: str | Path, library: Library, model) -> list[Path]:
+    """Write the results table and the neighbours table (CSV or Parquet by suffix), atomically."""
+    facts = provenance(library, model)
+    written = []
+    for table, target in ((results_table(results), Path(path)), (neighbours_table(results), neighbours_path(path))):
+        _write_table(table, target, facts)
+        written.append(target)
+    return written
+
+
+def _write_table(table: pd.DataFrame, path: Path, facts: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    try:
+        if path.suffix.lower() == ".parquet":
+            arrow = pa.Table.from_pandas(table, preserve_index=False)
+            metadata = {
+                **(arrow.schema.metadata or {}),
+                **{f"clibd.{k}".encode(): v.encode() for k, v in facts.items()},
+            }
+            pq.write_table(arrow.replace_schema_metadata(metadata), temporary)
+        else:
+            with open(temporary, "w", newline="") as out:
+                out.writelines(f"# {key}: {value}\n" for key, value in facts.items())
+                table.to_csv(out, index=False)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def read_results(path: str | Path) -> pd.DataFrame:
+    """Read a results file written by :func:`write_results` (the ``#`` lines are skipped)."""
+    path = Path(path)
+    return pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path, comment="#")

@@ -1,0 +1,399 @@
+"""Identification: k nearest references → a per-rank answer with calibrated confidence and a novelty flag.
+
+For each query the k nearest references of the library vote at every rank, each vote weighted by
+``exp((score - best score) / tau)``: the cosine similarity of the embeddings, or for barcode queries
+the percent identity of a real alignment (library/identity.py), which reranks the candidates the
+embedding found. The winner's vote share and the best score go through a logistic model fitted per
+rank on the library itself (library/calibration.py) to give the confidence shown to the user; the
+deepest rank whose confidence reaches ``CONFIDENT`` (with every rank above it also reaching it) is the
+headline. A second logistic model on the best score (and identity) flags queries whose species is
+probably absent from the library. Bad queries get an error on their own row, never a failed batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from clibd_core.data.transforms import ImageError, open_image
+from clibd_core.dna import inspect_barcode, parse_sequences, to_acgtn
+from clibd_core.library.identity import percent_identity
+from clibd_core.library.store import Library, LibraryError
+from clibd_core.taxonomy import MISSING, RANKS
+
+K_DEFAULT = 10
+CONFIDENT = 0.8  # a rank is stated (deepest_rank) when its calibrated confidence reaches this
+TAU_SIMILARITY = 0.02  # vote temperature on cosine similarity
+TAU_IDENTITY = 1.0  # vote temperature on percent identity
+NOVEL_MESSAGE = "no close reference: possibly undescribed, or a species missing from the library"
+
+
+@dataclass
+class Query:
+    """One specimen: a barcode (raw or cleaned), an image (path, bytes, PIL image or array), or both."""
+
+    id: str
+    barcode: str | None = None
+    image: object = None
+
+
+@dataclass
+class Neighbour:
+    row: int
+    id: str
+    lineage: dict[str, str]
+    similarity: float
+    identity: float | None = None
+
+
+@dataclass
+class RankCall:
+    name: str
+    confidence: float
+    vote_share: float
+
+
+@dataclass
+class Identification:
+    """The answer for one query; ``error`` set means the query could not be used (and why)."""
+
+    query_id: str
+    query_type: str = ""  # "barcode", "image" or "image+barcode"
+    ranks: dict[str, RankCall] = field(default_factory=dict)
+    deepest_rank: str | None = None
+    novel: bool = False
+    novelty: float = 0.0  # calibrated probability that the species is not in the library
+    neighbours: list[Neighbour] = field(default_factory=list)
+    agreement: str = ""  # image+barcode: where the two agree and disagree
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+    parts: dict[str, Identification] = field(default_factory=dict)  # image+barcode: each on its own
+
+    @property
+    def headline(self) -> str:
+        if self.error:
+            return f"error: {self.error}"
+        if not self.deepest_rank:
+            return "no confident placement"
+        call = self.ranks[self.deepest_rank]
+        return f"{self.deepest_rank} {call.name} ({call.confidence:.2f})"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "headline": self.headline}
+
+    def row(self) -> dict:
+        """The flat CSV row (see `clibd identify`)."""
+        top = self.neighbours[0] if self.neighbours else None
+        return {
+            "query_id": self.query_id,
+            "query_type": self.query_type,
+            **{rank: self.ranks[rank].name if rank in self.ranks else "" for rank in RANKS},
+            **{f"{rank}_conf": round(self.ranks[rank].confidence, 4) if rank in self.ranks else None for rank in RANKS},
+            "deepest_rank": self.deepest_rank or "",
+            "headline": self.headline,
+            "top1_id": top.id if top else "",
+            "top1_similarity": round(top.similarity, 4) if top else None,
+            "top1_identity": round(top.identity, 2) if top and top.identity is not None else None,
+            "novel": self.novel,
+            "novelty": round(self.novelty, 4),
+            "agreement": self.agreement,
+            "warnings": "; ".join(self.warnings),
+            "error": self.error or "",
+        }
+
+
+# -- the answer from neighbours (shared with calibration) -----------------------------------------
+@dataclass
+class Evidence:
+    """A query's neighbours, best first: metadata rows, similarities and (barcodes) identities."""
+
+    rows: np.ndarray
+    similarities: np.ndarray
+    identities: np.ndarray | None = None
+
+    @property
+    def scores(self) -> np.ndarray:
+        return self.identities if self.identities is not None else self.similarities
+
+    @property
+    def tau(self) -> float:
+        return TAU_IDENTITY if self.identities is not None else TAU_SIMILARITY
+
+    def top_score(self) -> float:
+        """Best similarity, or best identity as a fraction: the strength of the closest match."""
+        return float(self.identities[0] / 100) if self.identities is not None else float(self.similarities[0])
+
+
+def with_identities(evidence: Evidence, query: str, barcodes: pd.Series) -> Evidence:
+    """Align the query to every candidate's barcode and rerank by identity (ties: by similarity)."""
+    identities = np.array([percent_identity(query, to_acgtn(barcodes.iat[row])) for row in evidence.rows])
+    order = np.lexsort((-evidence.similarities, -identities))
+    return Evidence(evidence.rows[order], evidence.similarities[order], identities[order])
+
+
+def rank_votes(evidence: Evidence, lineages: pd.DataFrame) -> dict[str, tuple[str, float]]:
+    """Per rank: the winning name and its share of the weighted votes (neighbours that name the rank)."""
+    weights = np.exp((evidence.scores - evidence.scores[0]) / evidence.tau)
+    votes = {}
+    for rank in RANKS:
+        names = lineages[rank].to_numpy()[evidence.rows]
+        known = names != MISSING
+        if not known.any():
+            continue
+        totals: dict[str, float] = {}
+        for name, weight in zip(names[known], weights[known], strict=True):
+            totals[name] = totals.get(name, 0.0) + float(weight)
+        winner = max(totals, key=totals.__getitem__)
+        votes[rank] = (winner, totals[winner] / sum(totals.values()))
+    return votes
+
+
+def rank_features(vote_share: float, evidence: Evidence) -> list[float]:
+    return [vote_share, evidence.top_score()]
+
+
+def novelty_features(evidence: Evidence) -> list[float]:
+    features = [float(evidence.similarities[0])]
+    if evidence.identities is not None:
+        features.append(float(evidence.identities[0] / 100))
+    return features
+
+
+def logistic(model: dict, features: list[float]) -> float:
+    z = model["intercept"] + sum(c * x for c, x in zip(model["coef"], features, strict=True))
+    return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
+
+
+def answer(evidence: Evidence, library: Library, pair: str) -> Identification:
+    """Per-rank calls, confidence, novelty and deepest rank from the evidence of one query."""
+    calibration = library.facts.get("calibration", {}).get(pair, {})
+    result = Identification(query_id="")
+    if not len(evidence.rows):
+        result.error = "no reference in the library to compare with"
+        return result
+    for rank, (name, share) in rank_votes(evidence, library.metadata).items():
+        model = calibration.get("ranks", {}).get(rank)
+        confidence = logistic(model, rank_features(share, evidence)) if model else share
+        result.ranks[rank] = RankCall(name, confidence, share)
+    novelty_model = calibration.get("novelty")
+    if novelty_model:
+        result.novelty = logistic(novelty_model, novelty_features(evidence))
+        result.novel = result.novelty >= novelty_model["threshold"]
+    result.deepest_rank = deepest_confident_rank(result.ranks, result.novel)
+    metadata = library.metadata
+    result.neighbours = [
+        Neighbour(
+            int(row),
+            str(metadata["id"].iat[row]),
+            {rank: str(metadata[rank].iat[row]) for rank in (*RANKS, "bin")},
+            float(similarity),
+            None if evidence.identities is None else float(evidence.identities[i]),
+        )
+        for i, (row, similarity) in enumerate(zip(evidence.rows, evidence.similarities, strict=True))
+    ]
+    return result
+
+
+def deepest_confident_rank(ranks: dict[str, RankCall], novel: bool) -> str | None:
+    """The deepest rank reaching ``CONFIDENT`` with every rank above it; never species for a novel query."""
+    deepest = None
+    for rank in RANKS:
+        call = ranks.get(rank)
+        if call is None or call.confidence < CONFIDENT or (novel and rank == "species"):
+            break
+        deepest = rank
+    return deepest
+
+
+def combine(image: Identification, barcode: Identification) -> Identification:
+    """One answer for an image and a barcode of the same specimen, and where they agree.
+
+    Per rank, treating the two as independent experts with a flat prior: if they name the same taxon
+    its confidence becomes c1·c2 / (c1·c2 + (1-c1)(1-c2)); if they differ, the more confident wins
+    with c_w(1-c_l) / (c_w(1-c_l) + c_l(1-c_w)).
+    """
+    combined = Identification(query_id=barcode.query_id, query_type="image+barcode")
+    agree, disagree = [], []
+    for rank in RANKS:
+        a, b = barcode.ranks.get(rank), image.ranks.get(rank)
+        if a is None or b is None:
+            if a or b:
+                combined.ranks[rank] = a or b
+            continue
+        ca, cb = _clip(a.confidence), _clip(b.confidence)
+        if a.name == b.name:
+            agree.append(rank)
+            confidence = ca * cb / (ca * cb + (1 - ca) * (1 - cb))
+            combined.ranks[rank] = RankCall(a.name, confidence, max(a.vote_share, b.vote_share))
+        else:
+            disagree.append(f"{rank} (barcode: {a.name} {a.confidence:.2f}; image: {b.name} {b.confidence:.2f})")
+            win, lose = (a, b) if ca >= cb else (b, a)
+            cw, cl = _clip(win.confidence), _clip(lose.confidence)
+            combined.ranks[rank] = RankCall(win.name, cw * (1 - cl) / (cw * (1 - cl) + cl * (1 - cw)), win.vote_share)
+    combined.novel = barcode.novel and image.novel if barcode.ranks and image.ranks else barcode.novel or image.novel
+    combined.novelty = min(barcode.novelty, image.novelty)
+    combined.deepest_rank = deepest_confident_rank(combined.ranks, combined.novel)
+    combined.neighbours = barcode.neighbours
+    combined.warnings = [*barcode.warnings, *image.warnings]
+    combined.parts = {"barcode": barcode, "image": image}
+    if not disagree:
+        combined.agreement = "image and barcode agree at every rank" if agree else ""
+    else:
+        combined.agreement = (f"agree at {', '.join(agree)}; " if agree else "") + "disagree at " + "; ".join(disagree)
+    return combined
+
+
+def _clip(confidence: float) -> float:
+    return min(max(confidence, 1e-4), 1 - 1e-4)
+
+
+def queries_from(barcode_text: str = "", images: Sequence[str | Path] = ()) -> list[Query]:
+    """Queries from pasted/FASTA barcodes and image files; an image whose file name (without suffix)
+    is a barcode's id joins that barcode as one specimen. Repeated ids get a " (2)", " (3)" suffix."""
+    queries: dict[str, Query] = {}
+    for record_id, raw in parse_sequences(barcode_text):
+        queries[_fresh_id(queries, record_id)] = Query(_fresh_id(queries, record_id), barcode=raw)
+    for path in images:
+        stem = Path(path).stem
+        if stem in queries and queries[stem].image is None and queries[stem].barcode is not None:
+            queries[stem].image = path
+        else:
+            queries[_fresh_id(queries, stem)] = Query(_fresh_id(queries, stem), image=path)
+    return list(queries.values())
+
+
+def _fresh_id(taken: dict, wanted: str) -> str:
+    candidate, number = wanted, 1
+    while candidate in taken:
+        number += 1
+        candidate = f"{wanted} ({number})"
+    return candidate
+
+
+# -- identify -----------------------------------------------------------------------------------
+def image_key_modality(library: Library, requested: str = "auto") -> str:
+    """Which references image queries are matched against: the library's images, else its barcodes."""
+    if requested == "auto":
+        return "image" if "image" in library.modalities else "dna"
+    if requested not in library.modalities:
+        raise LibraryError(f"the library has no {requested} vectors (it has {', '.join(library.modalities)})")
+    return requested
+
+
+def identify(
+    library: Library,
+    model,
+    queries: Sequence[Query],
+    k: int = K_DEFAULT,
+    image_keys: str = "auto",
+    taxon: str | None = None,
+    country: str | None = None,
+    align: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
+    batch_size: int = 64,
+) -> list[Identification]:
+    """Identify every query; one :class:`Identification` per query, in order."""
+    library.check_model(model)
+    allowed = library.select_rows(taxon, country)
+    if allowed is not None and not len(allowed):
+        raise LibraryError(f"no reference in the library matches taxon={taxon!r} country={country!r}")
+    progress = progress or (lambda stage, done, total: None)
+    barcode_parts = _identify_barcodes(library, model, queries, k, allowed, align, progress, batch_size)
+    image_parts = _identify_images(library, model, queries, k, image_keys, allowed, progress, batch_size)
+    results = []
+    for i, query in enumerate(queries):
+        parts = [p for p in (barcode_parts.get(i), image_parts.get(i)) if p is not None]
+        if not parts:
+            result = Identification(query.id, error="the query has neither a barcode nor an image")
+        elif len(parts) == 2 and not any(p.error for p in parts):
+            result = combine(image=parts[1], barcode=parts[0])
+        else:
+            result = next((p for p in parts if not p.error), parts[0])
+            result.warnings += [f"{p.query_type} ignored: {p.error}" for p in parts if p is not result and p.error]
+        result.query_id = query.id
+        results.append(result)
+    return results
+
+
+def _identify_barcodes(library, model, queries, k, allowed, align, progress, batch_size) -> dict[int, Identification]:
+    results, good = {}, []
+    for i, query in enumerate(queries):
+        if query.barcode is None:
+            continue
+        report = inspect_barcode(query.id, query.barcode)
+        results[i] = Identification(query.id, "barcode", warnings=list(report.warnings), error=report.error)
+        if report.ok:
+            if "dna" not in library.modalities:
+                results[i].error = "this library has no barcodes to compare with"
+            else:
+                good.append((i, to_acgtn(report.sequence)))
+    for start in range(0, len(good), batch_size):
+        chunk = good[start : start + batch_size]
+        vectors = model.encode_barcodes([sequence for _, sequence in chunk], clean=False)
+        similarities, rows = library.search("dna", vectors, k, allowed)
+        for (i, sequence), sims, found in zip(chunk, similarities, rows, strict=True):
+            evidence = Evidence(found[found >= 0], sims[found >= 0])
+            if align:
+                evidence = with_identities(evidence, sequence, library.metadata["barcode"])
+            _fill(results[i], answer(evidence, library, "dna->dna"))
+        progress("barcodes", min(start + batch_size, len(good)), len(good))
+    return results
+
+
+def _identify_images(
+    library, model, queries, k, image_keys, allowed, progress, batch_size
+) -> dict[int, Identification]:
+    results, good = {}, []
+    for i, query in enumerate(queries):
+        if query.image is None:
+            continue
+        results[i] = Identification(query.id, "image")
+        try:
+            good.append((i, open_image(query.image, name=query.id)))
+        except ImageError as error:
+            results[i].error = str(error)
+    if not good:
+        return results
+    keys = image_key_modality(library, image_keys)
+    for start in range(0, len(good), batch_size):
+        chunk = good[start : start + batch_size]
+        vectors = model.encode_images([image for _, image in chunk])
+        similarities, rows = library.search(keys, vectors, k, allowed)
+        for (i, _), sims, found in zip(chunk, similarities, rows, strict=True):
+            _fill(results[i], answer(Evidence(found[found >= 0], sims[found >= 0]), library, f"image->{keys}"))
+        progress("images", min(start + batch_size, len(good)), len(good))
+    return results
+
+
+def _fill(target: Identification, found: Identification) -> None:
+    target.error = target.error or found.error
+    target.ranks, target.deepest_rank = found.ranks, found.deepest_rank
+    target.novel, target.novelty, target.neighbours = found.novel, found.novelty, found.neighbours
+    if target.novel:
+        target.warnings.append(NOVEL_MESSAGE)
+
+
+# -- tables ------------------------------------------------------------------------------------------
+def results_table(results: Sequence[Identification]) -> pd.DataFrame:
+    return pd.DataFrame([r.row() for r in results])
+
+
+def neighbours_table(results: Sequence[Identification]) -> pd.DataFrame:
+    rows = [
+        {
+            "query_id": result.query_id,
+            "position": position + 1,
+            "id": n.id,
+            **n.lineage,
+            "similarity": round(n.similarity, 4),
+            "identity": None if n.identity is None else round(n.identity, 2),
+        }
+        for result in results
+        for position, n in enumerate(result.neighbours)
+    ]
+    return pd.DataFrame(rows, columns=["query_id", "position", "id", *RANKS, "bin", "similarity", "identity"])

@@ -1,0 +1,323 @@
+"""Reference libraries and identification on a small synthetic world, with the shipped demo model:
+build/open/append, atomic writes under SIGKILL, model mismatch, votes, novelty, identity, restriction,
+bad input, image+barcode, the CLI, and the evaluation protocol's novelty AUROC."""
+
+from __future__ import annotations
+
+import io
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clibd_core import build_model, load_model
+from clibd_core.data.records import Record
+from clibd_core.data.sources import read_source
+from clibd_core.data.synthetic import WorldConfig, generate_world
+from clibd_core.evaluate import novelty_auroc
+from clibd_core.library.identity import percent_identity
+from clibd_core.library.results import read_results, write_results
+from clibd_core.library.search import (
+    Evidence,
+    Identification,
+    Query,
+    RankCall,
+    combine,
+    deepest_confident_rank,
+    identify,
+    rank_votes,
+)
+from clibd_core.library.store import Library, LibraryError, ModelMismatchError, add_to_library, build_library
+from clibd_core.taxonomy import RANKS, Taxonomy
+
+DEMO_MODEL = Path(__file__).resolve().parents[1] / "reference_db" / "model"
+CLI = [sys.executable, "-m", "clibd_core.cli"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    if not DEMO_MODEL.is_dir():
+        pytest.skip("reference_db/model has not been built (clibd demo)")
+    return load_model(DEMO_MODEL, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("libworld") / "world"
+    generate_world(root, WorldConfig(n_records=220, n_orders=3, species_per_genus=2.0, seed=5))
+    return root
+
+
+@pytest.fixture(scope="module")
+def records(world) -> list[Record]:
+    return [r for r in read_source(world).records if r.barcode]
+
+
+@pytest.fixture(scope="module")
+def library(model, records, tmp_path_factory) -> Library:
+    return build_library(model, records[:160], tmp_path_factory.mktemp("lib") / "lib", sources=[{"path": "world"}])
+
+
+def test_percent_identity_counts_matches_over_the_overlap():
+    assert percent_identity("ACGTACGTAC", "ACGTACGTAC") == 100.0
+    assert percent_identity("ACGTACGTAC", "TTTACGTACGTACTTT") == 100.0  # a partial barcode inside a longer one
+    assert percent_identity("ACGTTCGTAC", "ACGTACGTAC") == 90.0  # one mismatch in ten
+    assert percent_identity("ACGNACGTAC", "ACGTACGTAC") == 100.0  # N matches any base
+    assert percent_identity("ACGTACGTAC", "ACGTAACGTAC") == pytest.approx(100 * 10 / 11)  # one gap column
+
+
+def test_rank_votes_weight_neighbours_by_score():
+    lineages = pd.DataFrame(
+        {
+            "order": ["O1", "O1", "O1"],
+            "family": ["F1", "F1", "F2"],
+            "genus": ["G1", "G2", "G3"],
+            "species": ["S1", "not_classified", "S3"],
+        }
+    )
+    evidence = Evidence(np.array([0, 1, 2]), np.array([0.9, 0.9, 0.9]), np.array([99.0, 98.0, 98.0]))
+    votes = rank_votes(evidence, lineages)
+    w = np.exp(-1.0)  # one percent identity below the best, at tau = 1 %
+    assert votes["order"] == ("O1", pytest.approx(1.0))
+    assert votes["family"] == ("F1", pytest.approx((1 + w) / (1 + 2 * w)))
+    assert votes["genus"] == ("G1", pytest.approx(1 / (1 + 2 * w)))
+    assert votes["species"] == ("S1", pytest.approx(1 / (1 + w)))  # the unnamed species does not vote
+
+
+def test_deepest_rank_stops_at_the_first_unsure_rank_and_never_names_a_novel_species():
+    calls = {
+        "order": RankCall("O", 0.99, 1),
+        "family": RankCall("F", 0.95, 1),
+        "genus": RankCall("G", 0.5, 1),
+        "species": RankCall("S", 0.9, 1),
+    }
+    assert deepest_confident_rank(calls, novel=False) == "family"
+    calls["genus"] = RankCall("G", 0.85, 1)
+    assert deepest_confident_rank(calls, novel=False) == "species"
+    assert deepest_confident_rank(calls, novel=True) == "genus"
+
+
+def test_image_and_barcode_combine_with_an_explicit_agreement_note():
+    def answer(genus: str, confidence: float) -> Identification:
+        ranks = {
+            "order": RankCall("O", 0.9, 1),
+            "family": RankCall("F", 0.9, 1),
+            "genus": RankCall(genus, confidence, 1),
+        }
+        return Identification("q", ranks=ranks)
+
+    agreed = combine(image=answer("G", 0.8), barcode=answer("G", 0.8))
+    assert agreed.ranks["genus"].confidence == pytest.approx(0.64 / (0.64 + 0.04))
+    assert agreed.agreement == "image and barcode agree at every rank"
+    split = combine(image=answer("H", 0.6), barcode=answer("G", 0.9))
+    assert split.ranks["genus"].name == "G"
+    assert split.ranks["genus"].confidence == pytest.approx(0.9 * 0.4 / (0.9 * 0.4 + 0.6 * 0.1))
+    assert "disagree at genus (barcode: G 0.90; image: H 0.60)" in split.agreement
+    assert split.agreement.startswith("agree at order, family")
+
+
+def test_library_opens_with_counts_provenance_calibration_and_thumbnails(library, records):
+    reopened = Library.open(library.path)
+    assert len(reopened.metadata) == 160
+    assert reopened.indexes["dna"].ntotal == 160 and reopened.indexes["image"].ntotal == 160
+    assert reopened.indexes["text"].ntotal == len({(r.taxonomy.genus, r.taxonomy.species) for r in records[:160]})
+    assert reopened.facts["index"]["dna"]["type"] == "IndexFlatIP"
+    assert reopened.facts["sources"] == [{"path": "world"}]
+    assert reopened.model_path == DEMO_MODEL.resolve()
+    assert set(reopened.facts["calibration"]) == {"dna->dna", "image->image", "image->dna"}
+    assert reopened.thumbnails([0, 1]).keys() == {0, 1}
+
+
+def test_a_reference_barcode_finds_itself_at_full_identity(library, model, records):
+    queries = [Query(f"q{i}", barcode=r.barcode) for i, r in enumerate(records[:20])]
+    results = identify(library, model, queries)
+    for record, result in zip(records[:20], results, strict=True):
+        assert result.error is None
+        top = result.neighbours[0]
+        assert top.id == record.id or library.metadata["barcode"].iat[top.row] == record.barcode  # a twin
+        assert top.identity == pytest.approx(100.0)
+        assert result.ranks["order"].name == record.taxonomy.order
+        assert 0.0 <= result.ranks["species"].confidence <= 1.0
+    assert (
+        np.mean([r.ranks["genus"].name == rec.taxonomy.genus for r, rec in zip(results, records, strict=False)]) >= 0.9
+    )
+
+
+def test_queries_of_species_absent_from_the_library_score_more_novel(library, model, records):
+    present_species = {r.taxonomy.species for r in records[:160]}
+    absent = [r for r in records[160:] if r.taxonomy.species not in present_species]
+    present = [r for r in records[160:] if r.taxonomy.species in present_species]
+    assert absent and present, "the world should hold both kinds of query"
+    novelty = {
+        name: np.mean([x.novelty for x in identify(library, model, [Query(r.id, barcode=r.barcode) for r in group])])
+        for name, group in (("absent", absent), ("present", present))
+    }
+    assert novelty["absent"] > novelty["present"]
+
+
+def test_restriction_by_taxon_and_country(library, model, records):
+    order = records[0].taxonomy.order
+    other = next(r for r in records if r.taxonomy.order != order)
+    [result] = identify(library, model, [Query("q", barcode=other.barcode)], taxon=order)
+    assert {n.lineage["order"] for n in result.neighbours} == {order}
+    country = library.metadata["country"].dropna().iloc[0]
+    allowed = set(library.metadata.index[library.metadata["country"] == country])
+    [result] = identify(library, model, [Query("q", barcode=other.barcode)], country=country.upper())
+    assert result.neighbours and {n.row for n in result.neighbours} <= allowed
+    with pytest.raises(LibraryError, match="no reference"):
+        identify(library, model, [Query("q", barcode=other.barcode)], taxon="Lepidopterax")
+
+
+def test_bad_queries_get_their_own_errors_and_the_batch_goes_on(library, model, records):
+    queries = [
+        Query("protein", barcode="MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQFEVVHSLAKWKRQTLGQ"),
+        Query("corrupt", image=b"\xff\xd8\xff\xe0 this is not a jpeg"),
+        Query("good", barcode=records[3].barcode),
+        Query("empty"),
+    ]
+    results = identify(library, model, queries)
+    assert [r.query_id for r in results] == ["protein", "corrupt", "good", "empty"]
+    assert "protein" in results[0].error or "nucleotide" in results[0].error
+    assert "corrupt" in results[1].error
+    assert results[2].error is None and results[2].neighbours[0].identity == pytest.approx(100.0)
+    assert "neither a barcode nor an image" in results[3].error
+
+
+def test_image_and_barcode_of_one_specimen_give_one_combined_answer(library, model, records):
+    record = records[5]
+    [result] = identify(library, model, [Query("s", barcode=record.barcode, image=record.load_image())])
+    assert result.query_type == "image+barcode"
+    assert set(result.parts) == {"image", "barcode"}
+    assert result.agreement
+    assert result.ranks["order"].name == record.taxonomy.order
+
+
+def test_a_query_from_another_model_is_refused(library, tmp_path):
+    other = build_model("lite")
+    other.save(tmp_path / "other")
+    with pytest.raises(ModelMismatchError, match="cannot be compared"):
+        identify(library, load_model(tmp_path / "other", device="cpu"), [Query("q", barcode="ACGT" * 150)])
+
+
+def test_append_adds_new_records_and_reports_duplicates(model, records, tmp_path):
+    build_library(model, records[:40], tmp_path / "lib")
+    library, duplicates = add_to_library(tmp_path / "lib", model, records[30:60])
+    assert duplicates == [r.id for r in records[30:40]]
+    assert len(library.metadata) == 60 and library.indexes["dna"].ntotal == 60
+    assert library.version_dir.name == "v000002"
+    assert [p.name for p in (tmp_path / "lib").iterdir() if p.name.startswith("v")] == ["v000002"]
+    [result] = identify(library, model, [Query("q", barcode=records[55].barcode)])
+    assert result.neighbours[0].identity == pytest.approx(100.0)
+    with pytest.raises(LibraryError, match="already a library"):
+        build_library(model, records[:5], tmp_path / "lib")
+
+
+@pytest.mark.slow
+def test_killing_a_build_or_append_at_any_moment_leaves_the_previous_library(model, world, records, tmp_path):
+    library_dir = tmp_path / "lib"
+    first = [r for r in records[:50]]
+    build_library(model, first, library_dir)
+    command = [*CLI, "add-to-library", str(library_dir), "--data", str(world)]
+    for stage in ("embedding", "writing"):
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 180
+        while time.time() < deadline and process.poll() is None:
+            staging = list(library_dir.glob(".tmp-v*"))
+            if (stage == "embedding" and time.time() > deadline - 175) or (stage == "writing" and staging):
+                break
+            time.sleep(0.01)
+        assert process.poll() is None, f"the append finished before it could be killed ({stage})"
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        survivor = Library.open(library_dir)
+        assert len(survivor.metadata) == 50 and survivor.indexes["dna"].ntotal == 50
+    assert subprocess.run(command, capture_output=True).returncode == 0
+    assert len(Library.open(library_dir).metadata) == len(read_source(world).records)
+    assert not list(library_dir.glob(".tmp-*"))
+
+
+def test_cli_builds_and_identifies_with_both_kinds_of_query(world, records, tmp_path):
+    library_dir = tmp_path / "lib"
+    built = subprocess.run(
+        [*CLI, "build-library", "--model", str(DEMO_MODEL), "--data", str(world), "--out", str(library_dir)],
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, built.stderr
+    fasta = tmp_path / "q.fasta"
+    fasta.write_text(
+        f">{records[0].id}\n{records[0].barcode}\n>bad\nHELLOWORLD\n>{records[1].id}\n{records[1].barcode}\n"
+    )
+    image = tmp_path / f"{records[0].id}.png"
+    records[0].load_image().save(image)
+    out = tmp_path / "results.csv"
+    done = subprocess.run(
+        [
+            *CLI,
+            "identify",
+            "--library",
+            str(library_dir),
+            "--fasta",
+            str(fasta),
+            "--images",
+            str(image),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    table = read_results(out)
+    required = ["query_id", *RANKS, *(f"{r}_conf" for r in RANKS), "deepest_rank", "top1_id", "top1_similarity"]
+    assert set(required + ["top1_identity", "novel"]) <= set(table.columns)
+    rows = table.set_index("query_id")
+    assert rows.loc[records[0].id, "query_type"] == "image+barcode"
+    assert rows.loc[records[0].id, "top1_identity"] == pytest.approx(100.0)
+    assert "bad" in rows.index and isinstance(rows.loc["bad", "error"], str)
+    assert out.read_text().startswith("# model_fingerprint: ")
+    neighbours = read_results(tmp_path / "results.neighbours.csv")
+    assert (neighbours["query_id"] == records[1].id).sum() == 10
+
+
+def test_parquet_results_carry_provenance(library, model, records, tmp_path):
+    import pyarrow.parquet as pq
+
+    results = identify(library, model, [Query("q", barcode=records[0].barcode)])
+    [path, _] = write_results(results, tmp_path / "r.parquet", library, model)
+    metadata = pq.read_schema(path).metadata
+    assert metadata[b"clibd.model_fingerprint"].decode() == model.fingerprint
+    assert read_results(path)["top1_identity"].tolist() == [100.0]
+
+
+def test_novelty_auroc_of_the_protocol_on_known_answers():
+    species = [f"S{i}" for i in range(6)]
+    records = []
+    for i, name in enumerate(species):
+        split_of = ("key_seen", "test") if i < 3 else ("key_unseen", "test_unseen")
+        for split in split_of:
+            records.append(Record(f"{name}-{split}", Taxonomy(genus="G", species=name), barcode="A", split=split))
+    one_hot = {name: np.eye(8, dtype=np.float32)[i] for i, name in enumerate(species)}
+
+    def perfect(modality, batch):  # same species → same vector: absent species have no similar key
+        return np.stack([one_hot[r.taxonomy.species] for r in batch])
+
+    assert novelty_auroc(records, perfect, ["dna"]) == {"dna->dna": 1.0}
+
+    def blind(modality, batch):  # every record alike: nothing to tell
+        return np.ones((len(batch), 8), np.float32) / np.sqrt(8)
+
+    assert novelty_auroc(records, blind, ["dna"]) == {"dna->dna": 0.5}
+
+
+def test_corrupt_reference_images_are_skipped_with_their_reason(model, records, tmp_path):
+    broken = [Record("broken", records[0].taxonomy, barcode=records[0].barcode, image=b"not an image")]
+    library = build_library(model, [*records[:30], *broken], tmp_path / "lib")
+    assert library.facts["skipped"][0]["id"] == "broken"
+    assert library.indexes["image"].ntotal == 30 and library.indexes["dna"].ntotal == 31
+    assert io.BytesIO(library.thumbnails([0])[0]).read(2) == b"\xff\xd8"
