@@ -16,15 +16,11 @@ Results: docs/bench_real_dna.json and the table printed (copied into docs/BENCHM
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
-import shutil
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from baselines import blastn_top_hits, kmer_profiles
 
 from clibd_core.data.bold import read_bold_tsv
 from clibd_core.data.splits import KEY_SPLITS, assign_splits
@@ -34,61 +30,6 @@ from clibd_core.train.config import TrainConfig
 from clibd_core.train.loop import train
 
 BOLD = Path(__file__).resolve().parents[2] / "shared" / "data" / "bold" / "bold_insects_dev.tsv.gz"
-KMERS = {"".join(k): i for i, k in enumerate(itertools.product("ACGT", repeat=5))}
-
-
-def kmer_profiles(sequences: list[str]) -> np.ndarray:
-    """L2-normalised 5-mer count vectors (k-mers with ambiguity codes are ignored)."""
-    profiles = np.zeros((len(sequences), len(KMERS)), dtype=np.float32)
-    for row, sequence in enumerate(sequences):
-        for start in range(len(sequence) - 4):
-            index = KMERS.get(sequence[start : start + 5])
-            if index is not None:
-                profiles[row, index] += 1
-    return profiles / np.maximum(np.linalg.norm(profiles, axis=1, keepdims=True), 1e-9)
-
-
-def blastn_top_hits(queries: list, keys: list, threads: int = 2) -> tuple[list[int], float]:
-    """Index of each query's best blastn hit among the keys (-1 without a hit) and the seconds taken."""
-    if not shutil.which("blastn"):
-        raise SystemExit("blastn is not installed: apt-get install ncbi-blast+")
-    with tempfile.TemporaryDirectory() as work:
-        work = Path(work)
-        (work / "keys.fa").write_text("".join(f">{i}\n{r.barcode}\n" for i, r in enumerate(keys)))
-        (work / "queries.fa").write_text("".join(f">{i}\n{r.barcode}\n" for i, r in enumerate(queries)))
-        subprocess.run(
-            ["makeblastdb", "-in", str(work / "keys.fa"), "-dbtype", "nucl", "-out", str(work / "db")],
-            check=True,
-            capture_output=True,
-        )
-        started = time.time()
-        output = subprocess.run(
-            [
-                "blastn",
-                "-query",
-                str(work / "queries.fa"),
-                "-db",
-                str(work / "db"),
-                "-outfmt",
-                "6 qseqid sseqid bitscore",
-                "-max_target_seqs",
-                "5",
-                "-num_threads",
-                str(threads),
-                "-evalue",
-                "1e-5",
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        seconds = time.time() - started
-    best: dict[int, tuple[float, int]] = {}
-    for line in output.splitlines():
-        query, subject, score = line.split("\t")
-        if float(score) > best.get(int(query), (-1.0, -1))[0]:
-            best[int(query)] = (float(score), int(subject))
-    return [best.get(i, (0.0, -1))[1] for i in range(len(queries))], seconds
 
 
 def table(predicted_for: dict[str, list], truth_for: dict[str, list]) -> dict:
@@ -154,7 +95,7 @@ def main() -> None:
     predicted, blast_seconds = {}, 0.0
     empty = type(keys[0].taxonomy)()
     for group, members in groups.items():
-        hits, seconds = blastn_top_hits(members, keys)
+        hits, _, seconds = blastn_top_hits([r.barcode for r in members], [r.barcode for r in keys])
         predicted[group] = [keys[i].taxonomy if i >= 0 else empty for i in hits]
         blast_seconds += seconds
     timing["blastn_ms_per_query"] = 1000 * blast_seconds / sum(map(len, groups.values()))

@@ -21,6 +21,7 @@ from clibd_core.data.sources import read_source
 from clibd_core.data.synthetic import WorldConfig, generate_world
 from clibd_core.evaluate import evaluate_records, markdown_table, mean_results, record_texts
 from clibd_core.fileio import atomic_directory, write_json
+from clibd_core.library.projection import VIEWS, projection
 from clibd_core.library.store import build_library
 from clibd_core.models.clibd import build_model, load_model
 from clibd_core.train.config import TrainConfig
@@ -58,9 +59,10 @@ def build_demo(
         references = [r for r in records if r.split not in QUERY_SPLITS]
         with atomic_directory(out_dir) as staging:
             shutil.copytree(work / "run" / "best", staging / "model")
-            library = build_library(
-                model, references, staging / "library", name=DEMO_LIBRARY_NAME, model_path="../model"
-            ).summary()
+            built = build_library(model, references, staging / "library", name=DEMO_LIBRARY_NAME, model_path="../model")
+            for view in VIEWS:  # the app's map opens at once
+                projection(built, view)
+            library = built.summary()
             library["path"] = str(out_dir / "library")
             queries = [r for r in records if r.split in ("test", "test_unseen")]
             pd.DataFrame(

@@ -129,7 +129,7 @@ def test_library_opens_with_counts_provenance_calibration_and_thumbnails(library
     assert reopened.facts["index"]["dna"]["type"] == "IndexFlatIP"
     assert reopened.facts["sources"] == [{"path": "world"}]
     assert reopened.model_path == DEMO_MODEL.resolve()
-    assert set(reopened.facts["calibration"]) == {"dna->dna", "image->image", "image->dna"}
+    assert set(reopened.facts["calibration"]) == {"dna->dna", "dna->dna:embedding", "image->image", "image->dna"}
     assert reopened.thumbnails([0, 1]).keys() == {0, 1}
 
 

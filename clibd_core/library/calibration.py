@@ -23,6 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 from clibd_core.dna import to_acgtn
 from clibd_core.library.search import (
+    EMBEDDING_ONLY,
     K_DEFAULT,
     Evidence,
     novelty_features,
@@ -50,7 +51,7 @@ def calibrate(library: Library, k: int = K_DEFAULT, seed: int = 0) -> dict:
     return fitted
 
 
-def _calibrate_pair(library: Library, query_modality: str, key_modality: str, k: int, seed: int) -> dict:
+def _calibrate_pair(library: Library, query_modality: str, key_modality: str, k: int, seed: int) -> dict[str, dict]:
     species = library.metadata["species"].to_numpy()
     query_rows, key_rows = library.rows[query_modality], library.rows[key_modality]
     key_species = species[key_rows]
@@ -58,11 +59,17 @@ def _calibrate_pair(library: Library, query_modality: str, key_modality: str, k:
     rng = np.random.default_rng(seed)
     eligible = np.flatnonzero([s != MISSING and per_species[s] >= 2 for s in species[query_rows]])
     if len(eligible) < MIN_SAMPLES or len(per_species) < 3:
-        return {"fallback": f"too few references with a known species in ≥ 2 records ({len(eligible)})"}
+        return {
+            f"{query_modality}->{key_modality}": {
+                "fallback": f"too few references with a known species in ≥ 2 records ({len(eligible)})"
+            }
+        }
     picked = rng.choice(eligible, size=min(SAMPLES_PER_CASE, len(eligible)), replace=False)
     query_vectors = library.vectors(query_modality)[picked]
     key_vectors = library.vectors(key_modality)
-    samples = []  # (evidence, query row, species absent?)
+    aligned = query_modality == key_modality == "dna"  # barcodes are also answered with alignment
+    samples, plain = [], []  # (evidence, query row, species absent?)
+    barcodes = library.metadata["barcode"]
     for absent in (False, True):
         for start in range(0, len(picked), 256):
             similarities = query_vectors[start : start + 256] @ key_vectors.T
@@ -73,10 +80,16 @@ def _calibrate_pair(library: Library, query_modality: str, key_modality: str, k:
                 top = top[np.argsort(-sims[top])]
                 top = top[np.isfinite(sims[top])]
                 evidence = Evidence(key_rows[top], sims[top])
-                if query_modality == key_modality == "dna":
-                    barcodes = library.metadata["barcode"]
-                    evidence = with_identities(evidence, to_acgtn(barcodes.iat[row]), barcodes)
-                samples.append((evidence, row, absent))
+                plain.append((evidence, row, absent))
+                if aligned:
+                    samples.append((with_identities(evidence, to_acgtn(barcodes.iat[row]), barcodes), row, absent))
+    fitted = {f"{query_modality}->{key_modality}": _fit(library, samples or plain, k)}
+    if aligned:
+        fitted[EMBEDDING_ONLY] = _fit(library, plain, k)
+    return fitted
+
+
+def _fit(library: Library, samples: list, k: int) -> dict:
     return {
         "samples": len(samples),
         "k": k,

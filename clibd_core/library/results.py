@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from clibd_core.library.search import CONFIDENT, Identification, neighbours_table, results_table
 from clibd_core.library.store import Library
+from clibd_core.taxonomy import RANKS
 
 
 def provenance(library: Library, model) -> dict:
@@ -71,6 +72,18 @@ def _write_table(table: pd.DataFrame, path: Path, facts: dict) -> None:
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def embeddings_table(results: Sequence[Identification]) -> pd.DataFrame:
+    """Query embeddings in the emb-explorer layout: ``uuid``, ``emb`` (a float list) and the lineage found."""
+    usable = [r for r in results if r.embedding is not None]
+    return pd.DataFrame(
+        {
+            "uuid": [r.query_id for r in usable],
+            "emb": [r.embedding for r in usable],
+            **{rank: [r.ranks[rank].name if rank in r.ranks else "" for r in usable] for rank in RANKS},
+        }
+    )
 
 
 def read_results(path: str | Path) -> pd.DataFrame:

@@ -30,6 +30,7 @@ K_DEFAULT = 10
 CONFIDENT = 0.8  # a rank is stated (deepest_rank) when its calibrated confidence reaches this
 TAU_SIMILARITY = 0.02  # vote temperature on cosine similarity
 TAU_IDENTITY = 1.0  # vote temperature on percent identity
+EMBEDDING_ONLY = "dna->dna:embedding"  # calibration of barcode answers without alignment
 NOVEL_MESSAGE = "no close reference: possibly undescribed, or a species missing from the library"
 
 
@@ -73,6 +74,8 @@ class Identification:
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     parts: dict[str, Identification] = field(default_factory=dict)  # image+barcode: each on its own
+    embedding: list[float] | None = None  # the query's vector (barcode's for image+barcode)
+    key_modality: str = ""  # which library vectors it was matched against
 
     @property
     def headline(self) -> str:
@@ -84,7 +87,12 @@ class Identification:
         return f"{self.deepest_rank} {call.name} ({call.confidence:.2f})"
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "headline": self.headline}
+        """JSON-ready (without the embedding vectors)."""
+        data = asdict(self)
+        data.pop("embedding")
+        for part in data["parts"].values():
+            part.pop("embedding")
+        return {**data, "headline": self.headline}
 
     def row(self) -> dict:
         """The flat CSV row (see `clibd identify`)."""
@@ -171,6 +179,8 @@ def logistic(model: dict, features: list[float]) -> float:
 
 def answer(evidence: Evidence, library: Library, pair: str) -> Identification:
     """Per-rank calls, confidence, novelty and deepest rank from the evidence of one query."""
+    if pair == "dna->dna" and evidence.identities is None:
+        pair = EMBEDDING_ONLY
     calibration = library.facts.get("calibration", {}).get(pair, {})
     result = Identification(query_id="")
     if not len(evidence.rows):
@@ -239,6 +249,7 @@ def combine(image: Identification, barcode: Identification) -> Identification:
     combined.novelty = min(barcode.novelty, image.novelty)
     combined.deepest_rank = deepest_confident_rank(combined.ranks, combined.novel)
     combined.neighbours = barcode.neighbours
+    combined.embedding, combined.key_modality = barcode.embedding, barcode.key_modality
     combined.warnings = [*barcode.warnings, *image.warnings]
     combined.parts = {"barcode": barcode, "image": image}
     if not disagree:
@@ -254,10 +265,15 @@ def _clip(confidence: float) -> float:
 
 def queries_from(barcode_text: str = "", images: Sequence[str | Path] = ()) -> list[Query]:
     """Queries from pasted/FASTA barcodes and image files; an image whose file name (without suffix)
-    is a barcode's id joins that barcode as one specimen. Repeated ids get a " (2)", " (3)" suffix."""
+    is a barcode's id joins that barcode as one specimen, and so does a lone image with a lone barcode.
+    Repeated ids get a " (2)", " (3)" suffix."""
     queries: dict[str, Query] = {}
     for record_id, raw in parse_sequences(barcode_text):
         queries[_fresh_id(queries, record_id)] = Query(_fresh_id(queries, record_id), barcode=raw)
+    if len(queries) == 1 and len(images) == 1:
+        only = next(iter(queries.values()))
+        only.image = images[0]
+        return [only]
     for path in images:
         stem = Path(path).stem
         if stem in queries and queries[stem].image is None and queries[stem].barcode is not None:
@@ -336,11 +352,12 @@ def _identify_barcodes(library, model, queries, k, allowed, align, progress, bat
         chunk = good[start : start + batch_size]
         vectors = model.encode_barcodes([sequence for _, sequence in chunk], clean=False)
         similarities, rows = library.search("dna", vectors, k, allowed)
-        for (i, sequence), sims, found in zip(chunk, similarities, rows, strict=True):
+        for (i, sequence), vector, sims, found in zip(chunk, vectors, similarities, rows, strict=True):
             evidence = Evidence(found[found >= 0], sims[found >= 0])
             if align:
                 evidence = with_identities(evidence, sequence, library.metadata["barcode"])
             _fill(results[i], answer(evidence, library, "dna->dna"))
+            results[i].embedding, results[i].key_modality = vector.tolist(), "dna"
         progress("barcodes", min(start + batch_size, len(good)), len(good))
     return results
 
@@ -364,8 +381,9 @@ def _identify_images(
         chunk = good[start : start + batch_size]
         vectors = model.encode_images([image for _, image in chunk])
         similarities, rows = library.search(keys, vectors, k, allowed)
-        for (i, _), sims, found in zip(chunk, similarities, rows, strict=True):
+        for (i, _), vector, sims, found in zip(chunk, vectors, similarities, rows, strict=True):
             _fill(results[i], answer(Evidence(found[found >= 0], sims[found >= 0]), library, f"image->{keys}"))
+            results[i].embedding, results[i].key_modality = vector.tolist(), keys
         progress("images", min(start + batch_size, len(good)), len(good))
     return results
 

@@ -1,0 +1,118 @@
+"""The DNA baselines the benchmarks compare against: blastn and VSEARCH top hits, 5-mer cosine 1-NN."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+KMERS = {"".join(k): i for i, k in enumerate(itertools.product("ACGT", repeat=5))}
+
+
+def kmer_profiles(sequences: list[str]) -> np.ndarray:
+    """L2-normalised 5-mer count vectors (k-mers with ambiguity codes are ignored)."""
+    profiles = np.zeros((len(sequences), len(KMERS)), dtype=np.float32)
+    for row, sequence in enumerate(sequences):
+        for start in range(len(sequence) - 4):
+            index = KMERS.get(sequence[start : start + 5])
+            if index is not None:
+                profiles[row, index] += 1
+    return profiles / np.maximum(np.linalg.norm(profiles, axis=1, keepdims=True), 1e-9)
+
+
+def _write_fasta(path: Path, sequences: list[str]) -> None:
+    path.write_text("".join(f">{i}\n{s}\n" for i, s in enumerate(sequences)))
+
+
+def _best_hits(lines: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Best subject (by the third column, larger is better) and its percent identity per query."""
+    best: dict[int, tuple[float, int, float]] = {}
+    for line in lines:
+        query, subject, score, identity = line.split("\t")[:4]
+        if float(score) > best.get(int(query), (-1.0, -1, 0.0))[0]:
+            best[int(query)] = (float(score), int(subject), float(identity))
+    hits = np.array([best.get(i, (0.0, -1, 0.0))[1] for i in range(n)])
+    identities = np.array([best.get(i, (0.0, -1, 0.0))[2] for i in range(n)])
+    return hits, identities
+
+
+def blastn_top_hits(queries: list[str], keys: list[str], threads: int = 2) -> tuple[np.ndarray, np.ndarray, float]:
+    """Each query's best blastn hit among the keys (-1 = none), its % identity, and the seconds taken.
+
+    Debian ncbi-blast+, default megablast task, e-value 1e-5, best bit score.
+    """
+    if not shutil.which("blastn"):
+        raise SystemExit("blastn is not installed: apt-get install ncbi-blast+")
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        _write_fasta(work / "keys.fa", keys)
+        _write_fasta(work / "queries.fa", queries)
+        subprocess.run(
+            ["makeblastdb", "-in", str(work / "keys.fa"), "-dbtype", "nucl", "-out", str(work / "db")],
+            check=True,
+            capture_output=True,
+        )
+        started = time.time()
+        output = subprocess.run(
+            [
+                "blastn",
+                "-query",
+                str(work / "queries.fa"),
+                "-db",
+                str(work / "db"),
+                "-outfmt",
+                "6 qseqid sseqid bitscore pident",
+                "-max_target_seqs",
+                "5",
+                "-num_threads",
+                str(threads),
+                "-evalue",
+                "1e-5",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        seconds = time.time() - started
+    return (*_best_hits(output.splitlines(), len(queries)), seconds)
+
+
+def vsearch_top_hits(queries: list[str], keys: list[str], threads: int = 2) -> tuple[np.ndarray, np.ndarray, float]:
+    """Each query's best VSEARCH global-alignment hit (``--usearch_global``, identity ≥ 70 %)."""
+    if not shutil.which("vsearch"):
+        raise SystemExit("vsearch is not installed: apt-get install vsearch")
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        _write_fasta(work / "keys.fa", keys)
+        _write_fasta(work / "queries.fa", queries)
+        started = time.time()
+        subprocess.run(
+            [
+                "vsearch",
+                "--usearch_global",
+                str(work / "queries.fa"),
+                "--db",
+                str(work / "keys.fa"),
+                "--id",
+                "0.7",
+                "--userout",
+                str(work / "hits.tsv"),
+                "--userfields",
+                "query+target+id+id",
+                "--maxaccepts",
+                "1",
+                "--threads",
+                str(threads),
+                "--quiet",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        seconds = time.time() - started
+        lines = (work / "hits.tsv").read_text().splitlines()
+    return (*_best_hits(lines, len(queries)), seconds)

@@ -1,0 +1,77 @@
+"""Files a user hands over for identification: images, FASTA/raw sequence files and zips of either.
+
+Zips are unpacked member by member into a private folder (names flattened, so a member cannot
+escape it), with limits on the number and size of members; whatever is not an image or a sequence
+file is listed with the reason it was left out, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clibd_core.data.transforms import IMAGE_SUFFIXES
+
+SEQUENCE_SUFFIXES = (".fasta", ".fa", ".fas", ".fna", ".txt", ".seq")
+MAX_MEMBERS = 20_000
+MAX_MEMBER_BYTES = 200 * 1024 * 1024
+
+
+@dataclass
+class Inputs:
+    barcode_text: str = ""
+    images: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def collect_inputs(paths: Sequence[str | Path], unpack_to: Path | None = None) -> Inputs:
+    """Sort uploaded files into barcode text and image paths (zips unpacked into ``unpack_to``)."""
+    inputs = Inputs()
+    texts = []
+    for path in map(Path, paths):
+        suffix = path.suffix.lower()
+        if suffix == ".zip":
+            _unpack(path, Path(unpack_to or tempfile.mkdtemp(prefix="clibd-zip-")), inputs, texts)
+        elif suffix in IMAGE_SUFFIXES:
+            inputs.images.append(path)
+        elif suffix in SEQUENCE_SUFFIXES:
+            texts.append(path.read_text(errors="replace"))
+        else:
+            inputs.skipped.append(f"{path.name}: not an image ({', '.join(IMAGE_SUFFIXES)}), sequence file or zip")
+    inputs.barcode_text = "\n".join(_as_fasta(text, n) for n, text in enumerate(texts))
+    return inputs
+
+
+def _as_fasta(text: str, number: int) -> str:
+    """A raw sequence file becomes one FASTA record, so several files can be joined."""
+    stripped = text.lstrip("\ufeff").strip()
+    return stripped if stripped.startswith(">") or not stripped else f">sequence_{number + 1}\n{stripped}"
+
+
+def _unpack(archive: Path, folder: Path, inputs: Inputs, texts: list[str]) -> None:
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            members = [m for m in bundle.infolist() if not m.is_dir()]
+            if len(members) > MAX_MEMBERS:
+                inputs.skipped.append(f"{archive.name}: {len(members)} files, more than {MAX_MEMBERS}; split it")
+                return
+            folder.mkdir(parents=True, exist_ok=True)
+            for number, member in enumerate(members):
+                name = Path(member.filename).name
+                suffix = Path(name).suffix.lower()
+                if name.startswith(".") or suffix not in (*IMAGE_SUFFIXES, *SEQUENCE_SUFFIXES):
+                    inputs.skipped.append(f"{archive.name}/{member.filename}: not an image or sequence file")
+                elif member.file_size > MAX_MEMBER_BYTES:
+                    inputs.skipped.append(f"{archive.name}/{member.filename}: larger than {MAX_MEMBER_BYTES >> 20} MB")
+                elif suffix in SEQUENCE_SUFFIXES:
+                    texts.append(bundle.read(member).decode("utf-8", errors="replace"))
+                else:
+                    target = folder / f"{number:05d}" / name  # a folder per member keeps equal names apart
+                    target.parent.mkdir()
+                    target.write_bytes(bundle.read(member))
+                    inputs.images.append(target)
+    except zipfile.BadZipFile:
+        inputs.skipped.append(f"{archive.name}: not a readable zip file")

@@ -1,0 +1,83 @@
+"""A 2-D map of a library's embedding space (UMAP), computed once per library version and cached.
+
+Libraries above ``MAX_POINTS`` vectors are drawn from a fixed-seed sample of that size (a map of
+more points is neither faster to read nor to draw). New queries are placed on the fitted map
+without refitting: at the similarity-weighted mean position of their nearest mapped references,
+which is how UMAP itself initialises new points, and keeps the map stable between queries.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from clibd_core.library.store import Library, LibraryError
+from clibd_core.taxonomy import ALL_RANKS
+
+MAX_POINTS = 20_000
+PLACEMENT_NEIGHBOURS = 5
+VIEWS = {"dna": ("dna",), "image": ("image",), "both": ("image", "dna")}
+
+
+def projection(library: Library, view: str = "dna", progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """Map coordinates (x, y), metadata row, modality and lineage of the mapped library vectors."""
+    if view not in VIEWS or not set(VIEWS[view]) <= set(library.modalities):
+        raise LibraryError(f"this library cannot be mapped as '{view}' (it has {', '.join(library.modalities)})")
+    cache = library.version_dir / f"umap_{view}.parquet"
+    if cache.exists():
+        return pd.read_parquet(cache)
+    (progress or (lambda message: None))(f"computing the {view} map of {library.name} (once per library version)")
+    vectors, rows, modalities = [], [], []
+    rng = np.random.default_rng(0)
+    for modality in VIEWS[view]:
+        picked = np.arange(library.indexes[modality].ntotal)
+        budget = MAX_POINTS // len(VIEWS[view])
+        if len(picked) > budget:
+            picked = np.sort(rng.choice(picked, budget, replace=False))
+        vectors.append(library.vectors(modality)[picked])
+        rows.append(library.rows[modality][picked])
+        modalities += [modality] * len(picked)
+    coordinates = _umap(np.concatenate(vectors))
+    metadata = library.metadata
+    rows = np.concatenate(rows)
+    table = pd.DataFrame(
+        {
+            "x": coordinates[:, 0],
+            "y": coordinates[:, 1],
+            "row": rows,
+            "modality": modalities,
+            "id": metadata["id"].to_numpy()[rows],
+            **{rank: metadata[rank].to_numpy()[rows] for rank in ALL_RANKS},
+        }
+    )
+    temporary = cache.with_name(f".{cache.name}.{os.getpid()}")
+    table.to_parquet(temporary, index=False)
+    os.replace(temporary, cache)
+    return table
+
+
+def _umap(vectors: np.ndarray) -> np.ndarray:
+    import umap
+
+    neighbours = min(15, len(vectors) - 1)
+    if neighbours < 2:
+        return np.zeros((len(vectors), 2), dtype=np.float32)
+    reducer = umap.UMAP(n_neighbors=neighbours, min_dist=0.1, metric="cosine", random_state=0, n_jobs=1)
+    return reducer.fit_transform(vectors).astype(np.float32)
+
+
+def place(table: pd.DataFrame, library: Library, vector: np.ndarray, modality: str) -> tuple[float, float]:
+    """Where a query embedding falls on the map: weighted mean of its nearest mapped references."""
+    mapped = table[table["modality"] == modality] if modality in set(table["modality"]) else table
+    key_modality = mapped["modality"].iat[0]
+    positions = pd.Index(library.rows[key_modality]).get_indexer(mapped["row"].to_numpy())
+    keys = library.vectors(key_modality)[positions]
+    similarity = keys @ np.asarray(vector, dtype=np.float32)
+    nearest = np.argsort(-similarity)[:PLACEMENT_NEIGHBOURS]
+    weights = np.exp((similarity[nearest] - similarity[nearest[0]]) / 0.02)
+    x = float(np.average(mapped["x"].to_numpy()[nearest], weights=weights))
+    y = float(np.average(mapped["y"].to_numpy()[nearest], weights=weights))
+    return x, y
