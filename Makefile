@@ -20,6 +20,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 
 test: lint
+	sh tools/system-packages.sh
 	$(PY) -m pytest -q -rs
 
 bench: $(STAMP)

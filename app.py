@@ -470,7 +470,7 @@ def build_app() -> gr.Blocks:
         gr.Markdown(f"# {TITLE}\nName an insect from a photo, a COI barcode, or both (CLIBD, ICLR 2025).")
         banner = gr.Markdown()
 
-        with gr.Tab("Identify"):
+        with gr.Tab("Identify") as identify_tab:
             with gr.Row():
                 with gr.Column():
                     images = gr.File(
@@ -512,7 +512,7 @@ def build_app() -> gr.Blocks:
                 api_name=False,
             )
 
-        with gr.Tab("Batch"):
+        with gr.Tab("Batch") as batch_tab:
             batch_files = gr.File(
                 label="a zip of images, image files, or (multi-)FASTA files", file_count="multiple", type="filepath"
             )
@@ -534,7 +534,7 @@ def build_app() -> gr.Blocks:
             )
             batch_cancel.click(None, None, None, cancels=[batch_event], api_name=False)
 
-        with gr.Tab("Explore"):
+        with gr.Tab("Explore") as explore_tab:
             with gr.Row():
                 view = gr.Radio(["dna", "image", "both"], value="dna", label="embeddings")
                 colour_by = gr.Dropdown(list(RANKS), value="order", label="colour by")
@@ -550,7 +550,7 @@ def build_app() -> gr.Blocks:
                 api_name="explore",
             )
 
-        with gr.Tab("Train"):
+        with gr.Tab("Train") as train_tab:
             with gr.Row():
                 with gr.Column():
                     run_name = gr.Textbox(label="run name", placeholder="run-YYYYmmdd-HHMMSS")
@@ -562,7 +562,7 @@ def build_app() -> gr.Blocks:
                     with gr.Row():
                         epochs = gr.Number(value=5, label="epochs", precision=0)
                         batch_size = gr.Number(value=64, label="batch size", precision=0)
-                        lr = gr.Number(value=None, label="learning rate (empty: the preset's)")
+                        lr = gr.Number(value=None, label="learning rate (0 or empty: the preset's)")
                     freeze = gr.CheckboxGroup(
                         ["image_backbone", "text_backbone"], value=["image_backbone", "text_backbone"], label="frozen"
                     )
@@ -588,9 +588,10 @@ def build_app() -> gr.Blocks:
             form = [data, preset, modalities, epochs, batch_size, lr, freeze, init_from]
             for component in [run_name, *form]:
                 component.change(preview, [run_name, *form], command, api_name=False)
+            app.load(preview, [run_name, *form], command, api_name=False)
             start.click(start_training, [run_name, *form], job_text, api_name="train_start")
             abort.click(abort_training, None, job_text, api_name="train_abort")
-            timer = gr.Timer(2.0)
+            timer = gr.Timer(2.0, active=False)  # polls only while the Train tab is open
             timer.tick(training_progress, None, [job_text, loss_plot, log_tail, evaluation, run_dir], api_name=False)
             gr.Button("Refresh", size="sm").click(
                 training_progress,
@@ -600,7 +601,7 @@ def build_app() -> gr.Blocks:
             )
             use.click(use_trained_model, [run_dir, use_data, use_name, pair], [pair, banner], api_name="use_model")
 
-        with gr.Tab("Libraries"):
+        with gr.Tab("Libraries") as libraries_tab:
             libraries_table = gr.Dataframe(label="libraries")
             models_table = gr.Dataframe(label="models")
             with gr.Row():
@@ -644,6 +645,10 @@ def build_app() -> gr.Blocks:
                 [import_note, *tables],
                 api_name="import_checkpoint",
             )
+
+        tabs = [identify_tab, batch_tab, explore_tab, train_tab, libraries_tab]
+        for tab in tabs:
+            tab.select(lambda active=tab is train_tab: gr.Timer(active=active), None, timer, api_name=False)
 
         def on_load():
             models = [m["path"] for m in workspace().models()]

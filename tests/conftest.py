@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import gzip
+import os
 import random
+import socket
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,30 @@ def lite_model():
     from clibd_core import build_model
 
     return build_model("lite")
+
+
+@pytest.fixture(scope="session")
+def home(tmp_path_factory) -> Path:
+    """A fresh CLIBD_HOME workspace for the app under test."""
+    root = tmp_path_factory.mktemp("workspace")
+    previous = os.environ.get("CLIBD_HOME")
+    os.environ["CLIBD_HOME"] = str(root)
+    yield root
+    if previous is None:
+        os.environ.pop("CLIBD_HOME")
+    else:
+        os.environ["CLIBD_HOME"] = previous
+
+
+@pytest.fixture(scope="session")
+def app_url(home) -> str:
+    """The real app, served on a free local port for the duration of the session."""
+    from app import build_app
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = build_app()
+    app.queue().launch(prevent_thread_lock=True, server_port=port, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    app.close()

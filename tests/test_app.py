@@ -4,8 +4,6 @@ job started, watched, aborted and used — on the shipped demo and tiny syntheti
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 import zipfile
 from pathlib import Path
@@ -14,7 +12,7 @@ import pandas as pd
 import pytest
 from gradio_client import Client, handle_file
 
-from app import barcode_stripe, build_app, pair_banner
+from app import barcode_stripe, pair_banner
 from clibd_core.data.synthetic import WorldConfig, generate_world
 from clibd_core.library.store import Library
 from clibd_core.workspace import DEMO_LIBRARY
@@ -23,36 +21,9 @@ pytestmark = pytest.mark.skipif(not (DEMO_LIBRARY / "CURRENT").exists(), reason=
 DEMO_QUERIES = DEMO_LIBRARY.parent / "demo_queries.parquet"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("workspace")
-    previous = os.environ.get("CLIBD_HOME")
-    os.environ["CLIBD_HOME"] = str(root)
-    yield root
-    if previous is None:
-        os.environ.pop("CLIBD_HOME")
-    else:
-        os.environ["CLIBD_HOME"] = previous
-
-
-@pytest.fixture(scope="module")
-def url(home) -> str:
-    app = build_app()
-    port = free_port()
-    app.queue().launch(prevent_thread_lock=True, server_port=port, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    app.close()
-
-
 @pytest.fixture()
-def client(url) -> Client:
-    return Client(url, verbose=False)  # a fresh session per test
+def client(app_url) -> Client:
+    return Client(app_url, verbose=False)  # a fresh session per test
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +147,9 @@ def test_import_a_library_and_make_it_active(client, tmp_path, home):
 @pytest.mark.slow
 def test_train_start_progress_abort_and_use(client, tmp_path, home):
     world = tmp_path / "world"
-    config = WorldConfig(n_records=200, n_orders=2, families_per_order=1, genera_per_family=2, species_per_genus=2, seed=4)
+    config = WorldConfig(
+        n_records=200, n_orders=2, families_per_order=1, genera_per_family=2, species_per_genus=2, seed=4
+    )
     generate_world(world, config)  # 8 species of ~25 records: every split has queries
     form = [str(world), "lite", ["image", "dna", "text"], 200, 16, None, ["image_backbone", "text_backbone"], ""]
     assert "started **long**" in client.predict("long", *form, api_name="/train_start")
