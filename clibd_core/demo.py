@@ -19,7 +19,7 @@ import torch
 
 from clibd_core.data.sources import read_source
 from clibd_core.data.synthetic import WorldConfig, generate_world
-from clibd_core.evaluate import evaluate_records, markdown_table, mean_results, record_texts
+from clibd_core.evaluate import evaluate_records, mean_results, record_texts, table_sections
 from clibd_core.fileio import atomic_directory, write_json
 from clibd_core.library.projection import VIEWS, projection
 from clibd_core.library.store import build_library
@@ -130,17 +130,10 @@ def report_markdown(report: dict) -> str:
             f"(no alignment: {100 * t['image_dna_genus_unseen_no_alignment']:.1f} %, ×{t['image_dna_ratio']:.1f}); "
             f"DNA→DNA species accuracy on seen species: {100 * t['dna_dna_species_seen']:.1f} %.",
             "",
-            "## Trained (micro top-1, %)",
-            markdown_table(report["trained"], "micro"),
-            "",
-            "## Trained (macro top-1, %)",
-            markdown_table(report["trained"], "macro"),
-            "",
-            f"## No alignment: pretrained backbones, untrained heads, mean of {BASELINE_SEEDS} draws (micro top-1, %)",
-            markdown_table(report["no_alignment"], "micro"),
-            "",
-            "## No alignment (macro top-1, %)",
-            markdown_table(report["no_alignment"], "macro"),
-            "",
+            *table_sections(report["trained"], "Trained"),
+            *table_sections(
+                report["no_alignment"],
+                f"No alignment: pretrained backbones, untrained heads, mean of {BASELINE_SEEDS} draws",
+            ),
         ]
     )

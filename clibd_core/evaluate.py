@@ -208,16 +208,19 @@ def evaluate_model(model, records: Sequence[Record], stage: str = "test") -> dic
     }
 
 
+def table_sections(results: dict, title: str) -> list[str]:
+    """Markdown lines: a micro and a macro top-1 table of one result dict, each under a heading."""
+    lines = []
+    for metric in ("micro", "macro"):
+        lines += [f"## {title} ({metric} top-1, %)", markdown_table(results, metric), ""]
+    return lines
+
+
 def markdown_report(report: dict) -> str:
     lines = [
         f"# Evaluation ({report['stage']} split; queries {report['queries']}, keys {report['keys']})",
         "",
-        "## Micro top-1 (%)",
-        markdown_table(report["results"], "micro"),
-        "",
-        "## Macro top-1 (%)",
-        markdown_table(report["results"], "macro"),
-        "",
+        *table_sections(report["results"], "Protocol"),
         "## Novelty AUROC (species absent from the keys vs present; score = best similarity)",
         "",
         *[f"- {pair}: {value:.3f}" for pair, value in report["novelty_auroc"].items()],

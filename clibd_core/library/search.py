@@ -225,7 +225,8 @@ def combine(image: Identification, barcode: Identification) -> Identification:
 
     Per rank, treating the two as independent experts with a flat prior: if they name the same taxon
     its confidence becomes c1·c2 / (c1·c2 + (1-c1)(1-c2)); if they differ, the more confident wins
-    with c_w(1-c_l) / (c_w(1-c_l) + c_l(1-c_w)).
+    with c_w(1-c_l) / (c_w(1-c_l) + c_l(1-c_w)). Novelty is the barcode's: a photo cannot tell a
+    missing species from a look-alike as an alignment can.
     """
     combined = Identification(query_id=barcode.query_id, query_type="image+barcode")
     agree, disagree = [], []
@@ -245,12 +246,12 @@ def combine(image: Identification, barcode: Identification) -> Identification:
             win, lose = (a, b) if ca >= cb else (b, a)
             cw, cl = _clip(win.confidence), _clip(lose.confidence)
             combined.ranks[rank] = RankCall(win.name, cw * (1 - cl) / (cw * (1 - cl) + cl * (1 - cw)), win.vote_share)
-    combined.novel = barcode.novel and image.novel if barcode.ranks and image.ranks else barcode.novel or image.novel
-    combined.novelty = min(barcode.novelty, image.novelty)
+    combined.novel, combined.novelty = barcode.novel, barcode.novelty  # identity decides species novelty
     combined.deepest_rank = deepest_confident_rank(combined.ranks, combined.novel)
     combined.neighbours = barcode.neighbours
     combined.embedding, combined.key_modality = barcode.embedding, barcode.key_modality
-    combined.warnings = [*barcode.warnings, *image.warnings]
+    combined.warnings = [w for w in (*barcode.warnings, *image.warnings) if w != NOVEL_MESSAGE]
+    combined.warnings += [NOVEL_MESSAGE] if combined.novel else []
     combined.parts = {"barcode": barcode, "image": image}
     if not disagree:
         combined.agreement = "image and barcode agree at every rank" if agree else ""
@@ -370,6 +371,9 @@ def _identify_images(
         if query.image is None:
             continue
         results[i] = Identification(query.id, "image")
+        if "image" not in model.config.modalities:
+            results[i].error = "this model has no image tower: choose a model trained with images"
+            continue
         try:
             good.append((i, open_image(query.image, name=query.id)))
         except ImageError as error:
