@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from clibd_core import build_model, load_model
@@ -72,14 +71,12 @@ def test_percent_identity_counts_matches_over_the_overlap():
 
 
 def test_rank_votes_weight_neighbours_by_score():
-    lineages = pd.DataFrame(
-        {
-            "order": ["O1", "O1", "O1"],
-            "family": ["F1", "F1", "F2"],
-            "genus": ["G1", "G2", "G3"],
-            "species": ["S1", "not_classified", "S3"],
-        }
-    )
+    lineages = {
+        "order": np.array(["O1", "O1", "O1"]),
+        "family": np.array(["F1", "F1", "F2"]),
+        "genus": np.array(["G1", "G2", "G3"]),
+        "species": np.array(["S1", "not_classified", "S3"]),
+    }
     evidence = Evidence(np.array([0, 1, 2]), np.array([0.9, 0.9, 0.9]), np.array([99.0, 98.0, 98.0]))
     votes = rank_votes(evidence, lineages)
     w = np.exp(-1.0)  # one percent identity below the best, at tau = 1 %

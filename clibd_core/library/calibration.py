@@ -26,6 +26,7 @@ from clibd_core.library.search import (
     EMBEDDING_ONLY,
     K_DEFAULT,
     Evidence,
+    lineages,
     novelty_features,
     rank_features,
     rank_votes,
@@ -45,14 +46,12 @@ def calibrate(library: Library, k: int = K_DEFAULT, seed: int = 0) -> dict:
     fitted = {}
     for query_modality, key_modality in PAIRS:
         if query_modality in library.modalities and key_modality in library.modalities:
-            fitted[f"{query_modality}->{key_modality}"] = _calibrate_pair(
-                library, query_modality, key_modality, k, seed
-            )
+            fitted.update(_calibrate_pair(library, query_modality, key_modality, k, seed))
     return fitted
 
 
 def _calibrate_pair(library: Library, query_modality: str, key_modality: str, k: int, seed: int) -> dict[str, dict]:
-    species = library.metadata["species"].to_numpy()
+    species = library.column("species")
     query_rows, key_rows = library.rows[query_modality], library.rows[key_modality]
     key_species = species[key_rows]
     per_species = Counter(key_species)
@@ -69,7 +68,7 @@ def _calibrate_pair(library: Library, query_modality: str, key_modality: str, k:
     key_vectors = library.vectors(key_modality)
     aligned = query_modality == key_modality == "dna"  # barcodes are also answered with alignment
     samples, plain = [], []  # (evidence, query row, species absent?)
-    barcodes = library.metadata["barcode"]
+    barcodes = library.column("barcode")
     for absent in (False, True):
         for start in range(0, len(picked), 256):
             similarities = query_vectors[start : start + 256] @ key_vectors.T
@@ -82,7 +81,7 @@ def _calibrate_pair(library: Library, query_modality: str, key_modality: str, k:
                 evidence = Evidence(key_rows[top], sims[top])
                 plain.append((evidence, row, absent))
                 if aligned:
-                    samples.append((with_identities(evidence, to_acgtn(barcodes.iat[row]), barcodes), row, absent))
+                    samples.append((with_identities(evidence, to_acgtn(barcodes[row]), barcodes), row, absent))
     fitted = {f"{query_modality}->{key_modality}": _fit(library, samples or plain, k)}
     if aligned:
         fitted[EMBEDDING_ONLY] = _fit(library, plain, k)
@@ -100,12 +99,13 @@ def _fit(library: Library, samples: list, k: int) -> dict:
 
 
 def _fit_rank(library: Library, samples: list, rank: str) -> dict | None:
-    truth = library.metadata[rank].to_numpy()
+    truth = library.column(rank)
     features, outcomes, weights = [], [], []
+    table = lineages(library)
     for evidence, row, absent in samples:
         if truth[row] == MISSING or not len(evidence.rows):
             continue
-        votes = rank_votes(evidence, library.metadata)
+        votes = rank_votes(evidence, table)
         if rank in votes:
             name, share = votes[rank]
             features.append(rank_features(share, evidence))

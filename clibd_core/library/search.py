@@ -137,19 +137,20 @@ class Evidence:
         return float(self.identities[0] / 100) if self.identities is not None else float(self.similarities[0])
 
 
-def with_identities(evidence: Evidence, query: str, barcodes: pd.Series) -> Evidence:
+def with_identities(evidence: Evidence, query: str, barcodes: np.ndarray) -> Evidence:
     """Align the query to every candidate's barcode and rerank by identity (ties: by similarity)."""
-    identities = np.array([percent_identity(query, to_acgtn(barcodes.iat[row])) for row in evidence.rows])
+    identities = np.array([percent_identity(query, to_acgtn(barcodes[row])) for row in evidence.rows])
     order = np.lexsort((-evidence.similarities, -identities))
     return Evidence(evidence.rows[order], evidence.similarities[order], identities[order])
 
 
-def rank_votes(evidence: Evidence, lineages: pd.DataFrame) -> dict[str, tuple[str, float]]:
-    """Per rank: the winning name and its share of the weighted votes (neighbours that name the rank)."""
+def rank_votes(evidence: Evidence, lineages: dict[str, np.ndarray]) -> dict[str, tuple[str, float]]:
+    """Per rank: the winning name and its share of the weighted votes (neighbours that name the rank);
+    ``lineages[rank]`` holds every reference's name at that rank."""
     weights = np.exp((evidence.scores - evidence.scores[0]) / evidence.tau)
     votes = {}
     for rank in RANKS:
-        names = lineages[rank].to_numpy()[evidence.rows]
+        names = lineages[rank][evidence.rows]
         known = names != MISSING
         if not known.any():
             continue
@@ -186,7 +187,7 @@ def answer(evidence: Evidence, library: Library, pair: str) -> Identification:
     if not len(evidence.rows):
         result.error = "no reference in the library to compare with"
         return result
-    for rank, (name, share) in rank_votes(evidence, library.metadata).items():
+    for rank, (name, share) in rank_votes(evidence, lineages(library)).items():
         model = calibration.get("ranks", {}).get(rank)
         confidence = logistic(model, rank_features(share, evidence)) if model else share
         result.ranks[rank] = RankCall(name, confidence, share)
@@ -195,18 +196,22 @@ def answer(evidence: Evidence, library: Library, pair: str) -> Identification:
         result.novelty = logistic(novelty_model, novelty_features(evidence))
         result.novel = result.novelty >= novelty_model["threshold"]
     result.deepest_rank = deepest_confident_rank(result.ranks, result.novel)
-    metadata = library.metadata
+    ids, names = library.column("id"), {rank: library.column(rank) for rank in (*RANKS, "bin")}
     result.neighbours = [
         Neighbour(
             int(row),
-            str(metadata["id"].iat[row]),
-            {rank: str(metadata[rank].iat[row]) for rank in (*RANKS, "bin")},
+            str(ids[row]),
+            {rank: str(names[rank][row]) for rank in names},
             float(similarity),
             None if evidence.identities is None else float(evidence.identities[i]),
         )
         for i, (row, similarity) in enumerate(zip(evidence.rows, evidence.similarities, strict=True))
     ]
     return result
+
+
+def lineages(library: Library) -> dict[str, np.ndarray]:
+    return {rank: library.column(rank) for rank in RANKS}
 
 
 def deepest_confident_rank(ranks: dict[str, RankCall], novel: bool) -> str | None:
@@ -356,7 +361,7 @@ def _identify_barcodes(library, model, queries, k, allowed, align, progress, bat
         for (i, sequence), vector, sims, found in zip(chunk, vectors, similarities, rows, strict=True):
             evidence = Evidence(found[found >= 0], sims[found >= 0])
             if align:
-                evidence = with_identities(evidence, sequence, library.metadata["barcode"])
+                evidence = with_identities(evidence, sequence, library.column("barcode"))
             _fill(results[i], answer(evidence, library, "dna->dna"))
             results[i].embedding, results[i].key_modality = vector.tolist(), "dna"
         progress("barcodes", min(start + batch_size, len(good)), len(good))

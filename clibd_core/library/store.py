@@ -69,6 +69,7 @@ class Library:
     metadata: pd.DataFrame
     indexes: dict[str, faiss.Index] = field(default_factory=dict)
     rows: dict[str, np.ndarray] = field(default_factory=dict)
+    _columns: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, path: str | Path) -> Library:
@@ -83,6 +84,12 @@ class Library:
             if isinstance(library.indexes[modality], faiss.IndexHNSW):
                 library.indexes[modality].hnsw.efSearch = HNSW_EF_SEARCH
         return library
+
+    def column(self, name: str) -> np.ndarray:
+        """A metadata column as a NumPy object array, made once (per-query pandas access is slow)."""
+        if name not in self._columns:
+            self._columns[name] = self.metadata[name].to_numpy(dtype=object)
+        return self._columns[name]
 
     @property
     def modalities(self) -> list[str]:
