@@ -6,12 +6,15 @@ training and library management. Every tab calls clibd_core; this file only lays
 
 from __future__ import annotations
 
+# Only light modules are imported here, so the page serves within seconds of starting; torch, FAISS and
+# the models are imported by the first request or by the warm-up thread started after launch.
 import io
 import os
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gradio as gr
 import numpy as np
@@ -19,31 +22,21 @@ import pandas as pd
 import plotly.graph_objects as go
 from PIL import Image
 
-from clibd_core.data.sources import READERS, UnknownFormatError
-from clibd_core.data.transforms import IMAGE_SUFFIXES
-from clibd_core.data.uploads import collect_inputs
+from clibd_core.cli import FORMATS
+from clibd_core.data.uploads import IMAGE_SUFFIXES, collect_inputs
 from clibd_core.dna import inspect_barcode, to_acgtn
-from clibd_core.library.projection import place, projection
-from clibd_core.library.results import embeddings_table, write_results
-from clibd_core.library.search import CONFIDENT, NOVEL_MESSAGE, Identification, identify, queries_from, results_table
-from clibd_core.library.store import LibraryError
-from clibd_core.models.official import CheckpointError, import_official_checkpoint
 from clibd_core.taxonomy import ALL_RANKS, RANKS
 from clibd_core.train.jobs import abort_job, command_preview, current_job, start_job
-from clibd_core.workspace import (
-    DEMO_LIBRARY,
-    Workspace,
-    WorkspaceError,
-    load_cached_library,
-    load_cached_model,
-    safe_name,
-)
+from clibd_core.workspace import DEMO_LIBRARY, Workspace, load_cached_library, load_cached_model, safe_name
+
+if TYPE_CHECKING:
+    from clibd_core.library.search import Identification
 
 TITLE = "CLIBD insect identification"
 MAX_UPLOAD = "500mb"
 BATCH_CHUNK = 128
 BASE_COLOURS = {"A": (46, 160, 67), "C": (31, 111, 235), "G": (240, 160, 30), "T": (210, 50, 50)}
-USER_ERRORS = (LibraryError, WorkspaceError, UnknownFormatError, CheckpointError, FileNotFoundError, ValueError)
+USER_ERRORS = (ValueError, FileNotFoundError)  # bad input: LibraryError, WorkspaceError, CheckpointError, ...
 LINEAGE_HEADERS = ["rank", "name", "confidence", "vote share"]
 NEIGHBOUR_HEADERS = ["#", "id", *RANKS, "similarity", "identity %"]
 EXAMPLE = ">example_reversed\n" + (
@@ -106,6 +99,8 @@ def neighbour_rows(result: Identification) -> list[list]:
 
 
 def headline_markdown(result: Identification) -> str:
+    from clibd_core.library.search import CONFIDENT, NOVEL_MESSAGE
+
     if result.error:
         return f"### ⚠️ {result.query_id}: {result.error}"
     text = f"## {result.query_id}: {result.headline}"
@@ -149,6 +144,8 @@ def detail_outputs(result: Identification | None, library, barcodes: dict[str, s
 # -- Identify ------------------------------------------------------------------------------------
 def run_identify(images, barcode_text, fasta_file, k, taxon, country, image_keys, pair):
     """One or more specimens → answers; details of the first, a table of all."""
+    from clibd_core.library.search import identify, queries_from, results_table
+
     library, model = open_pair(pair)
     text = barcode_text or ""
     if fasta_file:
@@ -192,6 +189,9 @@ def show_query(query_id, state, pair):
 def run_batch(files, k, taxon, country, pair, progress=gr.Progress()):  # noqa: B008 - how Gradio injects progress
     """A zip/folder of images or a multi-FASTA of thousands of sequences, in chunks (Cancel stops
     between chunks); the table grows as chunks finish; downloads carry provenance."""
+    from clibd_core.library.results import embeddings_table, write_results
+    from clibd_core.library.search import identify, queries_from, results_table
+
     library, model = open_pair(pair)
     if not files:
         raise gr.Error("Upload a zip of images, images, or a (multi-)FASTA file.")
@@ -228,6 +228,8 @@ def run_batch(files, k, taxon, country, pair, progress=gr.Progress()):  # noqa: 
 
 # -- Explore -------------------------------------------------------------------------------------
 def draw_map(view, colour_by, highlight, identify_state, pair, progress=gr.Progress()):  # noqa: B008 - how Gradio injects progress
+    from clibd_core.library.projection import place, projection
+
     library, _ = open_pair(pair)
     progress(0, desc="loading the map")
     try:
@@ -451,6 +453,8 @@ def activate(library, model):
 
 
 def import_checkpoint(upload, path, name):
+    from clibd_core.models.official import import_official_checkpoint
+
     source = path.strip() if path and path.strip() else upload
     if not source:
         raise gr.Error("give the official best.pth (upload or path)")
@@ -615,7 +619,7 @@ def build_app() -> gr.Blocks:
                 source_upload = gr.File(label="upload (BOLD TSV, FASTA, CLIBD HDF5, …)", type="filepath")
                 source_path = gr.Textbox(label="…or a path on this machine (folders: BIOSCAN-1M/5M, image folders)")
             with gr.Row():
-                source_format = gr.Dropdown(["auto", *READERS], value="auto", label="format")
+                source_format = gr.Dropdown(["auto", *FORMATS], value="auto", label="format")
                 library_name = gr.Textbox(label="library name")
                 library_model = gr.Dropdown(label="model (empty: the active one)", choices=[], allow_custom_value=True)
                 build = gr.Button("Import")
@@ -670,7 +674,10 @@ def build_app() -> gr.Blocks:
 
 
 def warm_up() -> None:
-    """Load the active model and library before the first click (the page is already serving)."""
+    """Import the heavy modules and load the active model and library before the first click."""
+    import clibd_core.library.projection  # noqa: F401 - imports torch, FAISS, the search engine
+    import clibd_core.models.official  # noqa: F401
+
     try:
         open_pair(None)
     except (OSError, ValueError) as error:
@@ -678,9 +685,10 @@ def warm_up() -> None:
 
 
 def main() -> None:
-    threading.Thread(target=warm_up, daemon=True).start()
     app = build_app()
-    app.queue(default_concurrency_limit=2).launch(
+    app.queue(default_concurrency_limit=2)
+    threading.Timer(1.0, warm_up).start()  # after the server is up
+    app.launch(
         server_name=os.environ.get("CLIBD_HOST", "127.0.0.1"),
         server_port=int(os.environ.get("CLIBD_PORT", "7860")),
         max_file_size=MAX_UPLOAD,

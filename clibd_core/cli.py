@@ -209,7 +209,7 @@ def _add_to_library(args: argparse.Namespace) -> int:
 
 
 def _identify(args: argparse.Namespace) -> int:
-    from clibd_core.data.transforms import IMAGE_SUFFIXES
+    from clibd_core.data.uploads import IMAGE_SUFFIXES
     from clibd_core.library.results import write_results
     from clibd_core.library.search import identify, queries_from
     from clibd_core.library.store import Library, LibraryError

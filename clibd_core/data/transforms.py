@@ -11,7 +11,6 @@ from PIL import Image, UnidentifiedImageError
 from torchvision import transforms as T
 
 ImageInput = str | Path | bytes | np.ndarray | Image.Image
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
 
 # Pillow refuses images above ~179 Mpx as a decompression bomb; camera frames are far below that.
 _DECODE_HINT = 512  # decode big JPEGs at reduced scale (still ≥ 512 px), far faster than full size

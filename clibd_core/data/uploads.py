@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clibd_core.data.transforms import IMAGE_SUFFIXES
-
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
 SEQUENCE_SUFFIXES = (".fasta", ".fa", ".fas", ".fna", ".txt", ".seq")
 MAX_MEMBERS = 20_000
 MAX_MEMBER_BYTES = 200 * 1024 * 1024
