@@ -30,7 +30,8 @@ def browser():
         browser.close()
 
 
-def test_identify_a_dropped_photo_and_a_pasted_barcode_then_explore(browser, app_url, photo_dir):
+def test_identify_a_dropped_photo_and_a_pasted_barcode_then_explore(browser, app_url, home, photo_dir):
+    (home / "active.json").unlink(missing_ok=True)  # new sessions start on the demo pair
     photo = sorted(photo_dir.glob("BIOUG*.jpg"))[0]
     barcode = pd.read_parquet(DEMO_LIBRARY.parent / "demo_queries.parquet")["barcode"].iloc[0]
     page = browser.new_page(viewport={"width": 1400, "height": 1000})

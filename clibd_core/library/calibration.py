@@ -26,11 +26,11 @@ from clibd_core.library.search import (
     EMBEDDING_ONLY,
     K_DEFAULT,
     Evidence,
+    aligned_candidates,
     lineages,
     novelty_features,
     rank_features,
     rank_votes,
-    with_identities,
 )
 from clibd_core.library.store import Library
 from clibd_core.taxonomy import MISSING, RANKS
@@ -69,23 +69,40 @@ def _calibrate_pair(library: Library, query_modality: str, key_modality: str, k:
     aligned = query_modality == key_modality == "dna"  # barcodes are also answered with alignment
     samples, plain = [], []  # (evidence, query row, species absent?)
     barcodes = library.column("barcode")
+    use_kmers = aligned and "kmer" in library.indexes
+    kmer_rows = library.rows["kmer"] if use_kmers else None
+    kmer_keys = library.vectors("kmer") if use_kmers else None
+    kmer_queries = kmer_keys[library.positions("kmer", query_rows[picked])] if use_kmers else None
     for absent in (False, True):
         for start in range(0, len(picked), 256):
             similarities = query_vectors[start : start + 256] @ key_vectors.T
             for offset, sims in enumerate(similarities):
                 row = query_rows[picked[start + offset]]
-                sims[(key_species == species[row]) if absent else (key_rows == row)] = -np.inf
-                top = np.argpartition(-sims, min(k, len(sims) - 1))[:k]
-                top = top[np.argsort(-sims[top])]
-                top = top[np.isfinite(sims[top])]
+                top = _nearest(None, sims, (key_species == species[row]) if absent else (key_rows == row), k)
                 evidence = Evidence(key_rows[top], sims[top])
                 plain.append((evidence, row, absent))
-                if aligned:
-                    samples.append((with_identities(evidence, to_acgtn(barcodes[row]), barcodes), row, absent))
+                if not aligned:
+                    continue
+                more = np.zeros(0, dtype=np.int64)
+                if use_kmers:
+                    left_out = (species[kmer_rows] == species[row]) if absent else (kmer_rows == row)
+                    more = kmer_rows[_nearest(kmer_keys, kmer_queries[start + offset], left_out, k)]
+                vector, query = query_vectors[start + offset], to_acgtn(barcodes[row])
+                samples.append((aligned_candidates(library, evidence, more, vector, query, k), row, absent))
     fitted = {f"{query_modality}->{key_modality}": _fit(library, samples or plain, k)}
     if aligned:
         fitted[EMBEDDING_ONLY] = _fit(library, plain, k)
     return fitted
+
+
+def _nearest(keys: np.ndarray | None, query: np.ndarray, excluded: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the k most similar keys, best first, leaving out ``excluded``; ``query`` is
+    already the similarity row when ``keys`` is None."""
+    similarities = query.copy() if keys is None else keys @ query
+    similarities[excluded] = -np.inf
+    top = np.argpartition(-similarities, min(k, len(similarities) - 1))[:k]
+    top = top[np.argsort(-similarities[top])]
+    return top[np.isfinite(similarities[top])]
 
 
 def _fit(library: Library, samples: list, k: int) -> dict:

@@ -23,6 +23,7 @@ import pandas as pd
 from clibd_core.data.transforms import ImageError, open_image
 from clibd_core.dna import inspect_barcode, parse_sequences, to_acgtn
 from clibd_core.library.identity import percent_identity
+from clibd_core.library.kmers import kmer_profiles
 from clibd_core.library.store import Library, LibraryError
 from clibd_core.taxonomy import MISSING, RANKS
 
@@ -142,6 +143,19 @@ def with_identities(evidence: Evidence, query: str, barcodes: np.ndarray) -> Evi
     identities = np.array([percent_identity(query, to_acgtn(barcodes[row])) for row in evidence.rows])
     order = np.lexsort((-evidence.similarities, -identities))
     return Evidence(evidence.rows[order], evidence.similarities[order], identities[order])
+
+
+def aligned_candidates(
+    library: Library, evidence: Evidence, kmer_rows: np.ndarray, vector: np.ndarray, sequence: str, k: int
+) -> Evidence:
+    """The embedding's candidates and the k-mer index's, aligned and reranked by identity; the best k."""
+    extra = np.setdiff1d(kmer_rows, evidence.rows)
+    if len(extra):
+        positions = library.positions("dna", extra)
+        extra_similarities = library.indexes["dna"].reconstruct_batch(positions) @ vector
+        evidence = Evidence(np.r_[evidence.rows, extra], np.r_[evidence.similarities, extra_similarities])
+    ranked = with_identities(evidence, sequence, library.column("barcode"))
+    return Evidence(ranked.rows[:k], ranked.similarities[:k], ranked.identities[:k])
 
 
 def rank_votes(evidence: Evidence, lineages: dict[str, np.ndarray]) -> dict[str, tuple[str, float]]:
@@ -354,14 +368,17 @@ def _identify_barcodes(library, model, queries, k, allowed, align, progress, bat
                 results[i].error = "this library has no barcodes to compare with"
             else:
                 good.append((i, to_acgtn(report.sequence)))
+    use_kmers = align and "kmer" in library.indexes
     for start in range(0, len(good), batch_size):
         chunk = good[start : start + batch_size]
-        vectors = model.encode_barcodes([sequence for _, sequence in chunk], clean=False)
+        sequences = [sequence for _, sequence in chunk]
+        vectors = model.encode_barcodes(sequences, clean=False)
         similarities, rows = library.search("dna", vectors, k, allowed)
-        for (i, sequence), vector, sims, found in zip(chunk, vectors, similarities, rows, strict=True):
+        kmer_rows = library.search("kmer", kmer_profiles(sequences), k, allowed)[1] if use_kmers else rows
+        for (i, sequence), vector, sims, found, more in zip(chunk, vectors, similarities, rows, kmer_rows, strict=True):
             evidence = Evidence(found[found >= 0], sims[found >= 0])
             if align:
-                evidence = with_identities(evidence, sequence, library.column("barcode"))
+                evidence = aligned_candidates(library, evidence, more[more >= 0], vector, sequence, k)
             _fill(results[i], answer(evidence, library, "dna->dna"))
             results[i].embedding, results[i].key_modality = vector.tolist(), "dna"
         progress("barcodes", min(start + batch_size, len(good)), len(good))

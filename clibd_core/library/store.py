@@ -5,7 +5,8 @@ A library directory holds numbered versions and a ``CURRENT`` file naming the li
     LIB_DIR/CURRENT             "v000002"
     LIB_DIR/v000002/library.json       format, model fingerprint, counts, index facts, provenance, calibration
     LIB_DIR/v000002/metadata.parquet   one row per reference record (id, ranks, bin, barcode, country, ...)
-    LIB_DIR/v000002/{modality}.faiss   the vectors of that modality (Flat, or HNSW for large libraries)
+    LIB_DIR/v000002/{modality}.faiss   the vectors of that modality (Flat, or HNSW for large libraries);
+                                       "kmer" holds the barcodes' 5-mer profiles (library/kmers.py)
     LIB_DIR/v000002/{modality}_rows.npy  metadata row of each index entry
     LIB_DIR/v000002/thumbnails.parquet  small JPEGs of the reference images (for galleries)
 
@@ -32,6 +33,7 @@ import pandas as pd
 from clibd_core.data.records import Record
 from clibd_core.data.transforms import ImageError
 from clibd_core.fileio import write_json
+from clibd_core.library.kmers import kmer_profiles
 from clibd_core.taxonomy import ALL_RANKS, MISSING, RANKS, taxonomy_text
 
 FORMAT = "clibd-library"
@@ -69,7 +71,7 @@ class Library:
     metadata: pd.DataFrame
     indexes: dict[str, faiss.Index] = field(default_factory=dict)
     rows: dict[str, np.ndarray] = field(default_factory=dict)
-    _columns: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _columns: dict[str, object] = field(default_factory=dict, repr=False)  # caches of column() and positions()
 
     @classmethod
     def open(cls, path: str | Path) -> Library:
@@ -118,6 +120,13 @@ class Library:
                 f"{(model.fingerprint or 'unsaved')[:12]}: embeddings of different models cannot be compared. "
                 "Use the library's model, or build a library with this model (clibd build-library)."
             )
+
+    def positions(self, modality: str, rows: np.ndarray) -> np.ndarray:
+        """Index positions of metadata rows in one modality's index (-1 where the row has none)."""
+        key = f"positions:{modality}"
+        if key not in self._columns:
+            self._columns[key] = pd.Index(self.rows[modality])
+        return self._columns[key].get_indexer(rows)
 
     def vectors(self, modality: str) -> np.ndarray:
         """All vectors of one modality (reconstructed from its index), in index order."""
@@ -280,7 +289,9 @@ def _embed_records(
         for start in range(0, len(with_dna), batch_size):
             chunk = with_dna[start : start + batch_size]
             vectors.setdefault("dna", []).append(model.encode_barcodes([records[i].barcode for i in chunk]))
+            vectors.setdefault("kmer", []).append(kmer_profiles([records[i].barcode for i in chunk]))
             rows.setdefault("dna", []).extend(first_row + i for i in chunk)
+            rows.setdefault("kmer", []).extend(first_row + i for i in chunk)
             progress("barcodes", min(start + batch_size, len(with_dna)), len(with_dna))
     if "image" in modalities:
         with_image = [i for i, r in enumerate(records) if r.has_image]
