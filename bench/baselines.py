@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -41,17 +43,24 @@ def _best_hits(lines: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
     return hits, identities
 
 
+@contextmanager
+def _fasta_files(tool: str, package: str, queries: list[str], keys: list[str]) -> Iterator[Path]:
+    """A scratch folder holding queries.fa and keys.fa, once ``tool`` is known to be installed."""
+    if not shutil.which(tool):
+        raise SystemExit(f"{tool} is not installed: apt-get install {package}")
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        _write_fasta(work / "keys.fa", keys)
+        _write_fasta(work / "queries.fa", queries)
+        yield work
+
+
 def blastn_top_hits(queries: list[str], keys: list[str], threads: int = 2) -> tuple[np.ndarray, np.ndarray, float]:
     """Each query's best blastn hit among the keys (-1 = none), its % identity, and the seconds taken.
 
     Debian ncbi-blast+, default megablast task, e-value 1e-5, best bit score.
     """
-    if not shutil.which("blastn"):
-        raise SystemExit("blastn is not installed: apt-get install ncbi-blast+")
-    with tempfile.TemporaryDirectory() as work:
-        work = Path(work)
-        _write_fasta(work / "keys.fa", keys)
-        _write_fasta(work / "queries.fa", queries)
+    with _fasta_files("blastn", "ncbi-blast+", queries, keys) as work:
         subprocess.run(
             ["makeblastdb", "-in", str(work / "keys.fa"), "-dbtype", "nucl", "-out", str(work / "db")],
             check=True,
@@ -84,12 +93,7 @@ def blastn_top_hits(queries: list[str], keys: list[str], threads: int = 2) -> tu
 
 def vsearch_top_hits(queries: list[str], keys: list[str], threads: int = 2) -> tuple[np.ndarray, np.ndarray, float]:
     """Each query's best VSEARCH global-alignment hit (``--usearch_global``, identity ≥ 70 %)."""
-    if not shutil.which("vsearch"):
-        raise SystemExit("vsearch is not installed: apt-get install vsearch")
-    with tempfile.TemporaryDirectory() as work:
-        work = Path(work)
-        _write_fasta(work / "keys.fa", keys)
-        _write_fasta(work / "queries.fa", queries)
+    with _fasta_files("vsearch", "vsearch", queries, keys) as work:
         started = time.time()
         subprocess.run(
             [
