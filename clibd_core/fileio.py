@@ -23,7 +23,7 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
     try:
         yield staging
-        _fsync_tree(staging)
+        fsync_tree(staging)
         if target.exists():
             retired = target.with_name(f".old-{target.name}-{os.getpid()}")
             os.replace(target, retired)
@@ -46,7 +46,8 @@ def write_json(path: str | Path, data: object) -> None:
     os.replace(handle.name, path)
 
 
-def _fsync_tree(root: Path) -> None:
+def fsync_tree(root: Path) -> None:
+    """Flush every file under ``root`` to disk (before a rename makes it visible)."""
     for path in root.rglob("*"):
         if path.is_file():
             with open(path, "rb") as handle:

@@ -84,7 +84,7 @@ class Workspace:
         listed = []
         for path in self.library_paths():
             try:
-                summary = Library.open(path).summary()
+                summary = Library.open(path, with_indexes=False).summary()
             except (LibraryError, OSError) as error:
                 listed.append({"path": str(path), "error": str(error)})
                 continue
@@ -121,7 +121,7 @@ class Workspace:
         """Make a library (and a model that produced it) active; the model defaults to the library's own."""
         from clibd_core.library.store import Library
 
-        opened = Library.open(library)
+        opened = Library.open(library, with_indexes=False)
         model = Path(model) if model else opened.model_path
         if model is None or not (model / "config.json").is_file():
             raise WorkspaceError(f"the model of {opened.name} is not here: choose its model directory")

@@ -64,8 +64,8 @@ def _calibrate_pair(library: Library, query_modality: str, key_modality: str, k:
             }
         }
     picked = rng.choice(eligible, size=min(SAMPLES_PER_CASE, len(eligible)), replace=False)
-    query_vectors = library.vectors(query_modality)[picked]
     key_vectors = library.vectors(key_modality)
+    query_vectors = (key_vectors if query_modality == key_modality else library.vectors(query_modality))[picked]
     aligned = query_modality == key_modality == "dna"  # barcodes are also answered with alignment
     samples, plain = [], []  # (evidence, query row, species absent?)
     barcodes = library.column("barcode")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from clibd_core.library.search import TAU_SIMILARITY
 from clibd_core.library.store import Library, LibraryError
 from clibd_core.taxonomy import ALL_RANKS
 
@@ -73,11 +74,11 @@ def place(table: pd.DataFrame, library: Library, vector: np.ndarray, modality: s
     """Where a query embedding falls on the map: weighted mean of its nearest mapped references."""
     mapped = table[table["modality"] == modality] if modality in set(table["modality"]) else table
     key_modality = mapped["modality"].iat[0]
-    positions = pd.Index(library.rows[key_modality]).get_indexer(mapped["row"].to_numpy())
-    keys = library.vectors(key_modality)[positions]
+    positions = library.positions(key_modality, mapped["row"].to_numpy())
+    keys = library.indexes[key_modality].reconstruct_batch(positions)
     similarity = keys @ np.asarray(vector, dtype=np.float32)
     nearest = np.argsort(-similarity)[:PLACEMENT_NEIGHBOURS]
-    weights = np.exp((similarity[nearest] - similarity[nearest[0]]) / 0.02)
+    weights = np.exp((similarity[nearest] - similarity[nearest[0]]) / TAU_SIMILARITY)
     x = float(np.average(mapped["x"].to_numpy()[nearest], weights=weights))
     y = float(np.average(mapped["y"].to_numpy()[nearest], weights=weights))
     return x, y

@@ -289,7 +289,8 @@ def queries_from(barcode_text: str = "", images: Sequence[str | Path] = ()) -> l
     Repeated ids get a " (2)", " (3)" suffix."""
     queries: dict[str, Query] = {}
     for record_id, raw in parse_sequences(barcode_text):
-        queries[_fresh_id(queries, record_id)] = Query(_fresh_id(queries, record_id), barcode=raw)
+        query_id = _fresh_id(queries, record_id)
+        queries[query_id] = Query(query_id, barcode=raw)
     if len(queries) == 1 and len(images) == 1:
         only = next(iter(queries.values()))
         only.image = images[0]
@@ -299,7 +300,8 @@ def queries_from(barcode_text: str = "", images: Sequence[str | Path] = ()) -> l
         if stem in queries and queries[stem].image is None and queries[stem].barcode is not None:
             queries[stem].image = path
         else:
-            queries[_fresh_id(queries, stem)] = Query(_fresh_id(queries, stem), image=path)
+            query_id = _fresh_id(queries, stem)
+            queries[query_id] = Query(query_id, image=path)
     return list(queries.values())
 
 

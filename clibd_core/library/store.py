@@ -18,6 +18,7 @@ loadable; leftovers of killed writes are removed by the next write.
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shutil
@@ -32,9 +33,9 @@ import pandas as pd
 
 from clibd_core.data.records import Record
 from clibd_core.data.transforms import ImageError
-from clibd_core.fileio import write_json
+from clibd_core.fileio import fsync_tree, write_json
 from clibd_core.library.kmers import kmer_profiles
-from clibd_core.taxonomy import ALL_RANKS, MISSING, RANKS, taxonomy_text
+from clibd_core.taxonomy import ALL_RANKS, MISSING, RANKS, Taxonomy, taxonomy_text
 
 FORMAT = "clibd-library"
 FORMAT_VERSION = 1
@@ -74,13 +75,14 @@ class Library:
     _columns: dict[str, object] = field(default_factory=dict, repr=False)  # caches of column() and positions()
 
     @classmethod
-    def open(cls, path: str | Path) -> Library:
+    def open(cls, path: str | Path, with_indexes: bool = True) -> Library:
+        """Open the live version; ``with_indexes=False`` reads only facts and metadata (for listings)."""
         path = Path(path)
         version_dir = _current_version(path)
         facts = _read_facts(version_dir)
         metadata = pd.read_parquet(version_dir / "metadata.parquet")
         library = cls(path, version_dir, facts, metadata)
-        for modality in facts["modalities"]:
+        for modality in facts["modalities"] if with_indexes else ():
             library.indexes[modality] = faiss.read_index(str(version_dir / f"{modality}.faiss"))
             library.rows[modality] = np.load(version_dir / f"{modality}_rows.npy")
             if isinstance(library.indexes[modality], faiss.IndexHNSW):
@@ -182,7 +184,7 @@ class Library:
             "version": self.version_dir.name,
             "records": len(meta),
             **{f"{rank}_count": int((meta[rank] != MISSING).groupby(meta[rank]).any().sum()) for rank in ALL_RANKS},
-            "vectors": {m: int(self.indexes[m].ntotal) for m in self.modalities},
+            "vectors": {m: facts["vectors"] for m, facts in self.facts["index"].items()},
             "index": self.facts["index"],
             "model_fingerprint": self.fingerprint,
             "model": self.facts.get("model", {}),
@@ -244,7 +246,7 @@ def add_to_library(
     known_texts = set()
     if "text" in library.rows:
         lineages = library.metadata.loc[library.rows["text"], list(RANKS)]
-        known_texts = {" ".join(values) for values in lineages.itertuples(index=False)}
+        known_texts = {taxonomy_text(Taxonomy(*values)) for values in lineages.itertuples(index=False)}
     parts = _embed_records(model, fresh, len(library.metadata), progress, batch_size, known_texts)
     metadata = pd.concat([library.metadata, _metadata(fresh)], ignore_index=True)
     facts = {**library.facts, "sources": [*library.facts.get("sources", []), *sources]}
@@ -362,13 +364,24 @@ def new_index(dim: int, size: int) -> faiss.Index:
 
 
 def _index_with(previous: Library | None, modality: str, new: np.ndarray | None) -> tuple[faiss.Index, np.ndarray]:
-    old_vectors = previous.vectors(modality) if previous and modality in previous.indexes else None
-    old_rows = previous.rows[modality] if old_vectors is not None else np.zeros(0, np.int64)
-    parts = [v for v in (old_vectors, new) if v is not None and len(v)]
-    vectors = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
-    index = new_index(vectors.shape[1], len(vectors))
-    if len(vectors):
-        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    """The previous version's index of a modality with the new vectors added, and its rows so far.
+
+    The previous index is copied and grown while its kind still fits the total size; only when the
+    library crosses ``EXACT_LIMIT`` (or the modality is new) is an index built from all vectors.
+    """
+    old = previous.indexes.get(modality) if previous else None
+    old_rows = previous.rows[modality] if old is not None else np.zeros(0, np.int64)
+    dim = old.d if old is not None else new.shape[1]
+    new = np.ascontiguousarray(new if new is not None else np.zeros((0, dim)), dtype=np.float32)
+    total = (old.ntotal if old is not None else 0) + len(new)
+    if old is not None and type(new_index(dim, total)) is type(old):
+        index = faiss.clone_index(old)  # keeps its kind and search settings
+    else:
+        index = new_index(dim, total)
+        if old is not None:
+            index.add(previous.vectors(modality))
+    if len(new):
+        index.add(new)
     return index, old_rows
 
 
@@ -389,14 +402,14 @@ def _write_version(
     staging = path / f".tmp-v{number:06d}-{os.getpid()}"
     staging.mkdir()
     modalities = sorted({*(previous.modalities if previous else []), *new.vectors})
-    index_facts = {}
+    indexes, rows, index_facts = {}, {}, {}
     for modality in modalities:
         progress(f"indexing {modality}", 0, 1)
         index, old_rows = _index_with(previous, modality, new.vectors.get(modality))
+        indexes[modality] = index
+        rows[modality] = np.concatenate([old_rows, new.rows.get(modality, [])]).astype(np.int64)
         faiss.write_index(index, str(staging / f"{modality}.faiss"))
-        np.save(
-            staging / f"{modality}_rows.npy", np.concatenate([old_rows, new.rows.get(modality, [])]).astype(np.int64)
-        )
+        np.save(staging / f"{modality}_rows.npy", rows[modality])
         index_facts[modality] = {"type": type(index).__name__, "vectors": int(index.ntotal), "dim": int(index.d)}
         if isinstance(index, faiss.IndexHNSW):
             index_facts[modality].update(M=HNSW_M, efConstruction=HNSW_EF_CONSTRUCTION, efSearch=HNSW_EF_SEARCH)
@@ -413,11 +426,10 @@ def _write_version(
         "skipped": [*(previous.facts.get("skipped", []) if previous else []), *new.skipped],
         "versions": _versions(),
     }
-    write_json(staging / "library.json", facts)
     progress("calibrating confidence", 0, 1)
-    facts["calibration"] = calibrate(Library(path, staging, facts, metadata, *_load_indexes(staging, modalities)))
+    facts["calibration"] = calibrate(Library(path, staging, facts, metadata, indexes, rows))
     write_json(staging / "library.json", facts)
-    _fsync_directory(staging)
+    fsync_tree(staging)
     final = path / f"v{number:06d}"
     os.replace(staging, final)
     pointer = path / f".{CURRENT}.{os.getpid()}"
@@ -425,12 +437,6 @@ def _write_version(
     os.replace(pointer, path / CURRENT)  # the commit point
     _remove_leftovers(path)
     return Library.open(path)
-
-
-def _load_indexes(version_dir: Path, modalities: list[str]) -> tuple[dict, dict]:
-    indexes = {m: faiss.read_index(str(version_dir / f"{m}.faiss")) for m in modalities}
-    rows = {m: np.load(version_dir / f"{m}_rows.npy") for m in modalities}
-    return indexes, rows
 
 
 def _write_thumbnails(staging: Path, previous: Library | None, new: dict[int, bytes]) -> None:
@@ -456,8 +462,6 @@ def _current_version(path: Path) -> Path:
 
 
 def _read_facts(version_dir: Path) -> dict:
-    import json
-
     facts = json.loads((version_dir / "library.json").read_text())
     if facts.get("format") != FORMAT or facts.get("format_version", 0) > FORMAT_VERSION:
         raise LibraryError(f"{version_dir}: not a library this version of clibd reads ({facts.get('format')})")
@@ -473,16 +477,9 @@ def _remove_leftovers(path: Path) -> None:
             shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
 
 
-def _fsync_directory(root: Path) -> None:
-    for file in root.iterdir():
-        with open(file, "rb") as handle:
-            os.fsync(handle.fileno())
-
-
 def _versions() -> dict:
-    import faiss as faiss_module
     import torch
 
     from clibd_core import __version__
 
-    return {"clibd": __version__, "faiss": faiss_module.__version__, "torch": torch.__version__}
+    return {"clibd": __version__, "faiss": faiss.__version__, "torch": torch.__version__}
