@@ -19,6 +19,7 @@ class LiteDNAConfig:
     kernel: int = 10  # the convolutional stem reads 10-base windows ...
     stride: int = 5  # ... every 5 bases: 131 tokens for 660 nt
     max_len: int = 660
+    kmer: int = 5  # a k-mer frequency profile added to the pooled tokens (0: none, as models before it)
 
 
 @dataclass
@@ -41,7 +42,8 @@ class ModelConfig:
             raise ValueError(f"modalities must be two or three of {MODALITIES}, got {self.modalities}")
         self.modalities = [m for m in MODALITIES if m in self.modalities]
         if isinstance(self.lite_dna, dict):
-            self.lite_dna = LiteDNAConfig(**self.lite_dna)
+            # A model directory written before the k-mer path existed has no "kmer" entry.
+            self.lite_dna = LiteDNAConfig(**{"kmer": 0, **self.lite_dna})
 
     def to_dict(self) -> dict:
         return asdict(self)

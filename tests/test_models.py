@@ -81,6 +81,31 @@ def test_model_directory_round_trip(lite_model, tmp_path):
     assert not list(tmp_path.glob(".tmp-*"))  # the atomic write left no staging directory
 
 
+def test_dna_tower_kmer_profile_equals_the_library_profile(bold_sample):
+    from clibd_core.dna import NucleotideTokenizer
+    from clibd_core.library.kmers import kmer_profiles
+    from clibd_core.models.dna import kmer_profile
+
+    sequences = [row["nucleotides"] for row in bold_sample[:40]] + ["ACGTNACGTACGTTT", "ACG", "acgtacgtaa"]
+    ids, _ = NucleotideTokenizer(660).encode_batch([s[:660] for s in sequences])
+    in_graph = kmer_profile(torch.from_numpy(ids), 5).numpy()
+    np.testing.assert_allclose(in_graph, kmer_profiles([s[:660] for s in sequences]), atol=1e-6)
+
+
+def test_model_directory_from_before_the_kmer_path_still_loads(tmp_path):
+    old = build_model("lite", modalities=["dna", "text"], pretrained=False)
+    old.config.lite_dna.kmer = 0
+    old.dna_encoder.kmer_proj = None  # the tower as it was: no k-mer weights in the file
+    out = old.save(tmp_path / "old")
+    description = json.loads((out / "config.json").read_text())
+    del description["model"]["lite_dna"]["kmer"]  # older config.json files have no such entry
+    (out / "config.json").write_text(json.dumps(description))
+    loaded = load_model(out, device="cpu")
+    assert loaded.config.lite_dna.kmer == 0 and loaded.dna_encoder.kmer_proj is None
+    np.testing.assert_allclose(loaded.encode_barcodes([COI]), old.encode_barcodes([COI]), atol=1e-6)
+    assert build_model("lite", modalities=["dna", "text"], pretrained=False).dna_encoder.kmer_proj is not None
+
+
 def test_two_modality_model_refuses_the_missing_one():
     model = build_model("lite", modalities=["image", "dna"])
     with pytest.raises(ValueError, match="no text tower"):

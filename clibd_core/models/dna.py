@@ -34,8 +34,28 @@ class PaperDNATower(nn.Module):
         return logits.softmax(dim=-1).mean(dim=1)
 
 
+def kmer_profile(input_ids: torch.Tensor, k: int) -> torch.Tensor:
+    """L2-normalised k-mer counts (n, 4**k) of per-base ids (A=1 C=2 G=3 T=4; N and padding break words).
+
+    The same profile a 5-mer 1-NN search uses (library/kmers.py), computed in the graph from the ids.
+    """
+    bases = input_ids - 1  # A..T → 0..3; N → 4, padding → -1
+    windows = bases.unfold(1, k, 1)  # (n, positions, k)
+    valid = ((windows >= 0) & (windows <= 3)).all(dim=-1)
+    places = 4 ** torch.arange(k - 1, -1, -1, device=input_ids.device)
+    codes = torch.where(valid, (windows.clamp(0, 3) * places).sum(dim=-1), 4**k)  # invalid → a spare bin
+    counts = torch.zeros(input_ids.shape[0], 4**k + 1, device=input_ids.device)
+    counts.scatter_add_(1, codes, torch.ones_like(codes, dtype=counts.dtype))
+    return nn.functional.normalize(counts[:, : 4**k], dim=-1)
+
+
 class LiteDNATower(nn.Module):
-    """Per-base embedding → strided Conv1d stem (k-mer-like tokens) → small transformer → masked mean."""
+    """Per-base embedding → strided Conv1d stem (k-mer-like tokens) → small transformer → masked mean,
+    plus (``config.kmer`` > 0) a linear map of the read's k-mer profile.
+
+    The transformer learns what a contrastive batch teaches; the profile keeps the fine differences
+    between close species that mean-pooling 131 tokens loses (docs/BENCHMARKS.md, real barcodes).
+    """
 
     def __init__(self, embed_dim: int, config: LiteDNAConfig, vocab_size: int = 6) -> None:
         super().__init__()
@@ -51,6 +71,7 @@ class LiteDNATower(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(config.width)
         self.proj = nn.Linear(config.width, embed_dim)
+        self.kmer_proj = nn.Linear(4**config.kmer, embed_dim, bias=False) if config.kmer else None
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x = self.stem(self.embed(input_ids).transpose(1, 2)).transpose(1, 2)
@@ -59,4 +80,7 @@ class LiteDNATower(nn.Module):
         valid = starts[None, :] < lengths[:, None]  # a token is real if its window starts inside the read
         x = self.norm(self.encoder(x, src_key_padding_mask=~valid))
         weights = valid.unsqueeze(-1).to(x.dtype)
-        return self.proj((x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0))
+        features = self.proj((x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0))
+        if self.kmer_proj is not None:
+            features = features + self.kmer_proj(kmer_profile(input_ids, self.config.kmer))
+        return features
