@@ -130,6 +130,28 @@ def test_library_opens_with_counts_provenance_calibration_and_thumbnails(library
     assert reopened.thumbnails([0, 1]).keys() == {0, 1}
 
 
+def test_a_tower_without_the_kmer_path_gets_a_kmer_index_that_finds_candidates(records, tmp_path):
+    untrained = build_model("lite", modalities=["dna", "text"], pretrained=False)
+    untrained.config.lite_dna.kmer = 0
+    untrained.dna_encoder.kmer_proj = None  # a DNA tower that does not embed the 5-mer profile
+    old_model = load_model(untrained.save(tmp_path / "model"), device="cpu")
+    old_library = build_library(old_model, records[:160], tmp_path / "lib")
+    assert old_library.indexes["kmer"].ntotal == 160
+    queries = [Query(f"q{i}", barcode=r.barcode) for i, r in enumerate(records[:20])]
+    aligned = identify(old_library, old_model, queries)
+    # The untrained embedding's neighbours are arbitrary; the 5-mer candidates find each reference's own
+    # barcode, and the alignment puts it first.
+    assert all(r.neighbours[0].identity == pytest.approx(100.0) for r in aligned)
+    assert (
+        np.mean([r.ranks["species"].name == rec.taxonomy.species for r, rec in zip(aligned, records, strict=False)])
+        >= 0.9
+    )
+
+
+def test_a_tower_with_the_kmer_path_needs_no_kmer_index(library, model):
+    assert model.dna_reads_kmer_profiles and "kmer" not in library.indexes
+
+
 def test_a_reference_barcode_finds_itself_at_full_identity(library, model, records):
     queries = [Query(f"q{i}", barcode=r.barcode) for i, r in enumerate(records[:20])]
     results = identify(library, model, queries)

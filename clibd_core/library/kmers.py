@@ -1,9 +1,9 @@
 """5-mer profiles of barcodes: a second, model-free way to find alignment candidates.
 
 The embedding finds candidates by what the DNA tower learned; a k-mer profile finds them by shared
-words, the prefilter blastn and VSEARCH rely on. Aligning the union of both candidate sets is what
-lifts identification to the aligners' accuracy while keeping the embedding's speed and cross-modal
-use (docs/BENCHMARKS.md: in-library species 98.8 → 99.5 %, absent-species genus 58 → 70 %).
+words, the prefilter blastn and VSEARCH rely on. For DNA towers that do not embed the profile
+themselves (``paper``, older lite models), aligning the union of both candidate sets lifts
+identification to the aligners' accuracy (docs/LIBRARIES.md).
 """
 
 from __future__ import annotations

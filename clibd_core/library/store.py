@@ -7,6 +7,7 @@ A library directory holds numbered versions and a ``CURRENT`` file naming the li
     LIB_DIR/v000002/metadata.parquet   one row per reference record (id, ranks, bin, barcode, country, ...)
     LIB_DIR/v000002/{modality}.faiss   the vectors of that modality (Flat, or HNSW for large libraries);
                                        "kmer" holds the barcodes' 5-mer profiles (library/kmers.py)
+                                       when the model's DNA tower does not embed them itself
     LIB_DIR/v000002/{modality}_rows.npy  metadata row of each index entry
     LIB_DIR/v000002/thumbnails.parquet  small JPEGs of the reference images (for galleries)
 
@@ -288,12 +289,14 @@ def _embed_records(
     modalities = model.config.modalities
     if "dna" in modalities:
         with_dna = [i for i, r in enumerate(records) if r.barcode]
+        kmer_index = not model.dna_reads_kmer_profiles
         for start in range(0, len(with_dna), batch_size):
             chunk = with_dna[start : start + batch_size]
             vectors.setdefault("dna", []).append(model.encode_barcodes([records[i].barcode for i in chunk]))
-            vectors.setdefault("kmer", []).append(kmer_profiles([records[i].barcode for i in chunk]))
             rows.setdefault("dna", []).extend(first_row + i for i in chunk)
-            rows.setdefault("kmer", []).extend(first_row + i for i in chunk)
+            if kmer_index:
+                vectors.setdefault("kmer", []).append(kmer_profiles([records[i].barcode for i in chunk]))
+                rows.setdefault("kmer", []).extend(first_row + i for i in chunk)
             progress("barcodes", min(start + batch_size, len(with_dna)), len(with_dna))
     if "image" in modalities:
         with_image = [i for i, r in enumerate(records) if r.has_image]

@@ -84,6 +84,12 @@ class CLIBDModel(nn.Module):
     def device(self) -> torch.device:
         return self.logit_scale.device
 
+    @property
+    def dna_reads_kmer_profiles(self) -> bool:
+        """Whether the DNA tower embeds the read's 5-mer profile itself (lite, ``lite_dna.kmer``): its
+        neighbours then already hold what a separate 5-mer index would add (docs/LIBRARIES.md)."""
+        return "dna" in self.config.modalities and self.config.preset == "lite" and self.config.lite_dna.kmer > 0
+
     # -- batches of inputs -> tensors (training uses these too) ---------------------------------
     def image_batch(self, images: Sequence[ImageInput]) -> torch.Tensor:
         return torch.stack([self.image_transform(open_image(image)) for image in images])
