@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
@@ -234,6 +235,24 @@ def test_append_adds_new_records_and_reports_duplicates(model, records, tmp_path
     assert result.neighbours[0].identity == pytest.approx(100.0)
     with pytest.raises(LibraryError, match="already a library"):
         build_library(model, records[:5], tmp_path / "lib")
+
+
+def test_appends_past_the_exact_limit_switch_to_hnsw_and_then_grow_it(model, records, tmp_path, monkeypatch):
+    from clibd_core.library import store
+
+    monkeypatch.setattr(store, "EXACT_LIMIT", 50)  # the switch at 300,000 vectors, scaled down
+    build_library(model, records[:40], tmp_path / "lib")
+    crossed, _ = add_to_library(tmp_path / "lib", model, records[40:80])
+    grown, _ = add_to_library(tmp_path / "lib", model, records[80:120])
+    assert Library.open(tmp_path / "lib", with_indexes=False).facts["index"]["dna"]["type"] == "IndexHNSWFlat"
+    for library, size in ((crossed, 80), (grown, 120)):
+        assert isinstance(library.indexes["dna"], faiss.IndexHNSW) and library.indexes["dna"].ntotal == size
+        assert library.indexes["dna"].hnsw.efSearch == store.HNSW_EF_SEARCH
+        np.testing.assert_array_equal(library.rows["dna"], np.arange(size))
+    exact = model.encode_barcodes([r.barcode for r in records[:120]])
+    np.testing.assert_allclose(grown.vectors("dna"), exact, atol=1e-5)  # every vector kept, in row order
+    results = identify(grown, model, [Query(f"q{i}", barcode=records[i].barcode) for i in (5, 60, 110)])
+    assert [r.neighbours[0].identity for r in results] == pytest.approx([100.0] * 3)
 
 
 @pytest.mark.slow
