@@ -2,8 +2,10 @@
 
 Reference records are drawn as pretend queries in two ways: with only themselves left out (their
 species is in the library: the "known species" case) and with their whole species left out (the
-"species absent" case). Each is answered exactly as a real query is (library/search.py), and two
-kinds of logistic models are fitted on the outcomes:
+"species absent" case). Half of the barcode queries are cut to a partial read (60-100 % of the read,
+anywhere in it), as users' reads often are: a partial read is less similar to its own species' full
+references, and a model fitted on full reads only flags it as novel. Each is answered exactly as a
+real query is (library/search.py), and two kinds of logistic models are fitted on the outcomes:
 - per rank, P(the answer at this rank is right | winner's vote share, best score), with the absent
   case weighted to ``ABSENT_PRIOR`` of the queries (an assumption, recorded in library.json: with
   half the queries absent, no species call could ever be confident);
@@ -22,6 +24,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from clibd_core.dna import to_acgtn
+from clibd_core.library.kmers import kmer_profiles
 from clibd_core.library.search import (
     EMBEDDING_ONLY,
     K_DEFAULT,
@@ -39,18 +42,30 @@ PAIRS = (("dna", "dna"), ("image", "image"), ("image", "dna"))
 SAMPLES_PER_CASE = 500
 ABSENT_PRIOR = 0.2  # share of queries whose species is missing from the library, for rank confidence
 MIN_SAMPLES = 20
+PARTIAL_SHARE = 0.5  # share of barcode self-queries cut to a partial read
+PARTIAL_MIN_FRACTION = 0.6  # the shortest partial read, as a share of the reference (as in training)
 
 
-def calibrate(library: Library, k: int = K_DEFAULT, seed: int = 0) -> dict:
-    """``{"dna->dna": {"ranks": {rank: logistic}, "novelty": logistic + auroc, ...}, ...}``."""
+def calibrate(library: Library, model, k: int = K_DEFAULT, seed: int = 0) -> dict:
+    """``{"dna->dna": {"ranks": {rank: logistic}, "novelty": logistic + auroc, ...}, ...}``; ``model``
+    (the library's) embeds the partial reads."""
     fitted = {}
     for query_modality, key_modality in PAIRS:
         if query_modality in library.modalities and key_modality in library.modalities:
-            fitted.update(_calibrate_pair(library, query_modality, key_modality, k, seed))
+            fitted.update(_calibrate_pair(library, model, query_modality, key_modality, k, seed))
     return fitted
 
 
-def _calibrate_pair(library: Library, query_modality: str, key_modality: str, k: int, seed: int) -> dict[str, dict]:
+def partial_read(sequence: str, rng: np.random.Generator) -> str:
+    """A random window of ``PARTIAL_MIN_FRACTION`` to all of ``sequence``, anywhere in it."""
+    length = int(len(sequence) * rng.uniform(PARTIAL_MIN_FRACTION, 1.0))
+    start = int(rng.integers(0, len(sequence) - length + 1))
+    return sequence[start : start + length]
+
+
+def _calibrate_pair(
+    library: Library, model, query_modality: str, key_modality: str, k: int, seed: int
+) -> dict[str, dict]:
     species = library.column("species")
     query_rows, key_rows = library.rows[query_modality], library.rows[key_modality]
     key_species = species[key_rows]
@@ -68,11 +83,17 @@ def _calibrate_pair(library: Library, query_modality: str, key_modality: str, k:
     query_vectors = (key_vectors if query_modality == key_modality else library.vectors(query_modality))[picked]
     aligned = query_modality == key_modality == "dna"  # barcodes are also answered with alignment
     samples, plain = [], []  # (evidence, query row, species absent?)
-    barcodes = library.column("barcode")
+    if aligned:
+        sequences = [to_acgtn(sequence) for sequence in library.column("barcode")[query_rows[picked]]]
+        cut = np.flatnonzero(rng.random(len(picked)) < PARTIAL_SHARE)
+        for i in cut:
+            sequences[i] = partial_read(sequences[i], rng)
+        query_vectors = query_vectors.copy()
+        query_vectors[cut] = model.encode_barcodes([sequences[i] for i in cut], clean=False)
     use_kmers = aligned and "kmer" in library.indexes
     kmer_rows = library.rows["kmer"] if use_kmers else None
     kmer_keys = library.vectors("kmer") if use_kmers else None
-    kmer_queries = kmer_keys[library.positions("kmer", query_rows[picked])] if use_kmers else None
+    kmer_queries = kmer_profiles(sequences) if use_kmers else None
     for absent in (False, True):
         for start in range(0, len(picked), 256):
             similarities = query_vectors[start : start + 256] @ key_vectors.T
@@ -87,7 +108,7 @@ def _calibrate_pair(library: Library, query_modality: str, key_modality: str, k:
                 if use_kmers:
                     left_out = (species[kmer_rows] == species[row]) if absent else (kmer_rows == row)
                     more = kmer_rows[_nearest(kmer_keys, kmer_queries[start + offset], left_out, k)]
-                vector, query = query_vectors[start + offset], to_acgtn(barcodes[row])
+                vector, query = query_vectors[start + offset], sequences[start + offset]
                 samples.append((aligned_candidates(library, evidence, more, vector, query, k), row, absent))
     fitted = {f"{query_modality}->{key_modality}": _fit(library, samples or plain, k)}
     if aligned:

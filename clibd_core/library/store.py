@@ -225,7 +225,7 @@ def build_library(
         "model": {"path": model_path or str(Path(model.source_dir).resolve()), "preset": model.config.preset},
         "sources": list(sources),
     }
-    return _write_version(out, facts, _metadata(records), parts, previous=None, progress=progress)
+    return _write_version(out, model, facts, _metadata(records), parts, previous=None, progress=progress)
 
 
 def add_to_library(
@@ -251,7 +251,10 @@ def add_to_library(
     parts = _embed_records(model, fresh, len(library.metadata), progress, batch_size, known_texts)
     metadata = pd.concat([library.metadata, _metadata(fresh)], ignore_index=True)
     facts = {**library.facts, "sources": [*library.facts.get("sources", []), *sources]}
-    return _write_version(Path(path), facts, metadata, parts, previous=library, progress=progress), duplicates
+    return (
+        _write_version(Path(path), model, facts, metadata, parts, previous=library, progress=progress),
+        duplicates,
+    )
 
 
 @dataclass
@@ -390,6 +393,7 @@ def _index_with(previous: Library | None, modality: str, new: np.ndarray | None)
 
 def _write_version(
     path: Path,
+    model,
     facts: dict,
     metadata: pd.DataFrame,
     new: _Embedded,
@@ -430,7 +434,7 @@ def _write_version(
         "versions": _versions(),
     }
     progress("calibrating confidence", 0, 1)
-    facts["calibration"] = calibrate(Library(path, staging, facts, metadata, indexes, rows))
+    facts["calibration"] = calibrate(Library(path, staging, facts, metadata, indexes, rows), model)
     write_json(staging / "library.json", facts)
     fsync_tree(staging)
     final = path / f"v{number:06d}"
