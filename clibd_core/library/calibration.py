@@ -2,15 +2,17 @@
 
 Reference records are drawn as pretend queries in two ways: with only themselves left out (their
 species is in the library: the "known species" case) and with their whole species left out (the
-"species absent" case). Half of the barcode queries are cut to a partial read (60-100 % of the read,
-anywhere in it), as users' reads often are: a partial read is less similar to its own species' full
-references, and a model fitted on full reads only flags it as novel. Each is answered exactly as a
-real query is (library/search.py), and two kinds of logistic models are fitted on the outcomes:
+"species absent" case), together with the records of their genus that name no species: those are
+often the same species, unnamed, and a query that matches one has a close reference. Half of the
+barcode queries are cut to a partial read (60-100 % of the read, anywhere in it), as users' reads often
+are: a partial read is less similar to its own species' full references, and a model fitted on full
+reads only flags it as novel. Each is answered exactly as a real query is (library/search.py), and two
+kinds of logistic models are fitted on the outcomes:
 - per rank, P(the answer at this rank is right | winner's vote share, best score), with the absent
   case weighted to ``ABSENT_PRIOR`` of the queries (an assumption, recorded in library.json: with
   half the queries absent, no species call could ever be confident);
-- P(species absent | best similarity[, best identity]), with its ROC AUC, threshold 0.5 (both cases are
-  drawn equally often, so 0.5 is the point of equal prior).
+- P(species absent | best identity, or best similarity without alignment), with its ROC AUC,
+  threshold 0.5 (both cases are drawn equally often, so 0.5 is the point of equal prior).
 The fitted numbers go into library.json; a library whose records are too few or too uniform falls back
 to the raw vote share and no novelty flag (the calibration block says so).
 """
@@ -31,6 +33,7 @@ from clibd_core.library.search import (
     Evidence,
     aligned_candidates,
     lineages,
+    novelty_feature_names,
     novelty_features,
     rank_features,
     rank_votes,
@@ -99,14 +102,14 @@ def _calibrate_pair(
             similarities = query_vectors[start : start + 256] @ key_vectors.T
             for offset, sims in enumerate(similarities):
                 row = query_rows[picked[start + offset]]
-                top = _nearest(None, sims, (key_species == species[row]) if absent else (key_rows == row), k)
+                top = _nearest(None, sims, _left_out(library, key_rows, row, absent), k)
                 evidence = Evidence(key_rows[top], sims[top])
                 plain.append((evidence, row, absent))
                 if not aligned:
                     continue
                 more = np.zeros(0, dtype=np.int64)
                 if use_kmers:
-                    left_out = (species[kmer_rows] == species[row]) if absent else (kmer_rows == row)
+                    left_out = _left_out(library, kmer_rows, row, absent)
                     more = kmer_rows[_nearest(kmer_keys, kmer_queries[start + offset], left_out, k)]
                 vector, query = query_vectors[start + offset], sequences[start + offset]
                 samples.append((aligned_candidates(library, evidence, more, vector, query, k), row, absent))
@@ -114,6 +117,16 @@ def _calibrate_pair(
     if aligned:
         fitted[EMBEDDING_ONLY] = _fit(library, plain, k)
     return fitted
+
+
+def _left_out(library: Library, key_rows: np.ndarray, row: int, absent: bool) -> np.ndarray:
+    """Which keys a self-query must not see: itself, or (``absent``) every record of its species and
+    the records of its genus without a species name."""
+    if not absent:
+        return key_rows == row
+    species, genus = library.column("species")[key_rows], library.column("genus")[key_rows]
+    query_genus = library.column("genus")[row]
+    return (species == library.column("species")[row]) | ((species == MISSING) & (genus == query_genus))
 
 
 def _nearest(keys: np.ndarray | None, query: np.ndarray, excluded: np.ndarray, k: int) -> np.ndarray:
@@ -154,7 +167,10 @@ def _fit_rank(library: Library, samples: list, rank: str) -> dict | None:
 
 def _fit_novelty(samples: list) -> dict | None:
     usable = [(evidence, absent) for evidence, _, absent in samples if len(evidence.rows)]
-    features = [novelty_features(evidence) for evidence, _ in usable]
+    if not usable:
+        return None
+    names = novelty_feature_names(usable[0][0])
+    features = [novelty_features(evidence, names) for evidence, _ in usable]
     outcomes = [absent for _, absent in usable]
     model = _logistic(features, outcomes)
     if model is None:
@@ -164,6 +180,7 @@ def _fit_novelty(samples: list) -> dict | None:
     outcomes = np.asarray(outcomes)
     return {
         **model,
+        "features": names,
         "threshold": 0.5,
         "auroc": float(roc_auc_score(outcomes, scores)),
         "true_positive_rate": float(flagged[outcomes].mean()),

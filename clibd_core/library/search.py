@@ -180,11 +180,15 @@ def rank_features(vote_share: float, evidence: Evidence) -> list[float]:
     return [vote_share, evidence.top_score()]
 
 
-def novelty_features(evidence: Evidence) -> list[float]:
-    features = [float(evidence.similarities[0])]
-    if evidence.identities is not None:
-        features.append(float(evidence.identities[0] / 100))
-    return features
+def novelty_feature_names(evidence: Evidence) -> list[str]:
+    """The best identity when the candidates are aligned (a partial read keeps it, while its embedding
+    similarity falls and would read as novelty), else the best similarity."""
+    return ["identity"] if evidence.identities is not None else ["similarity"]
+
+
+def novelty_features(evidence: Evidence, names: list[str]) -> list[float]:
+    values = {"similarity": lambda: float(evidence.similarities[0]), "identity": lambda: evidence.identities[0] / 100}
+    return [float(values[name]()) for name in names]
 
 
 def logistic(model: dict, features: list[float]) -> float:
@@ -207,7 +211,9 @@ def answer(evidence: Evidence, library: Library, pair: str) -> Identification:
         result.ranks[rank] = RankCall(name, confidence, share)
     novelty_model = calibration.get("novelty")
     if novelty_model:
-        result.novelty = logistic(novelty_model, novelty_features(evidence))
+        # Libraries calibrated before the model named its features used similarity [, identity].
+        names = novelty_model.get("features", ["similarity", "identity"][: len(novelty_model["coef"])])
+        result.novelty = logistic(novelty_model, novelty_features(evidence, names))
         result.novel = result.novelty >= novelty_model["threshold"]
     result.deepest_rank = deepest_confident_rank(result.ranks, result.novel)
     ids, names = library.column("id"), {rank: library.column(rank) for rank in (*RANKS, "bin")}
