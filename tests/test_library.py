@@ -200,6 +200,16 @@ def test_partial_reads_of_species_in_the_library_are_not_called_novel(library, m
     assert np.mean([r.novelty for r in partial_absent]) > np.mean([r.novelty for r in partial_present])
 
 
+def test_a_library_calibrated_before_novelty_named_its_features_still_answers(library, model, records, monkeypatch):
+    legacy = {key: value for key, value in library.facts["calibration"]["dna->dna"]["novelty"].items()}
+    del legacy["features"]
+    legacy.update(coef=[-5.0, -15.0], intercept=20.0)  # similarity and identity, as such libraries hold
+    monkeypatch.setitem(library.facts["calibration"]["dna->dna"], "novelty", legacy)
+    [result] = identify(library, model, [Query("q", barcode=records[0].barcode)])
+    top = result.neighbours[0]
+    assert result.novelty == pytest.approx(1 / (1 + np.exp(-(20.0 - 5.0 * top.similarity - 15.0 * top.identity / 100))))
+
+
 def test_restriction_by_taxon_and_country(library, model, records):
     order = records[0].taxonomy.order
     other = next(r for r in records if r.taxonomy.order != order)
