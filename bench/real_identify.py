@@ -29,6 +29,7 @@ from sklearn.metrics import roc_auc_score
 from clibd_core.data.bold import read_bold_tsv
 from clibd_core.data.splits import assign_splits
 from clibd_core.evaluate import nearest_neighbours
+from clibd_core.library.calibration import partial_read
 from clibd_core.library.search import Query, identify
 from clibd_core.library.store import Library, build_library
 from clibd_core.models.clibd import load_model
@@ -45,13 +46,6 @@ def accuracy(predicted: list[dict], truth: list, ranks=RANKS) -> dict:
         pairs = [(p.get(rank), t.get(rank)) for p, t in zip(predicted, truth, strict=True) if t.get(rank) != MISSING]
         out[rank] = float(np.mean([p == t for p, t in pairs])) if pairs else float("nan")
     return out
-
-
-def partial_read(sequence: str, rng: np.random.Generator, fraction: float = 0.6) -> str:
-    """A window of ``fraction`` of the read at a random place, as a short read covers it."""
-    length = int(len(sequence) * fraction)
-    start = int(rng.integers(0, len(sequence) - length + 1))
-    return sequence[start : start + length]
 
 
 def lineage(record) -> dict:
@@ -100,7 +94,10 @@ def main() -> None:
     for method, (align, partial) in clibd_methods.items():
         answers[method], novelty[method], seconds = {}, {}, 0.0
         for group, members in groups.items():
-            queries = [Query(r.id, barcode=partial_read(r.barcode, cut_rng) if partial else r.barcode) for r in members]
+            queries = [
+                Query(r.id, barcode=partial_read(r.barcode, cut_rng, 0.6, 0.6) if partial else r.barcode)
+                for r in members
+            ]
             started = time.time()
             results = identify(library, model, queries, align=align, batch_size=256)
             seconds += time.time() - started

@@ -59,9 +59,11 @@ def calibrate(library: Library, model, k: int = K_DEFAULT, seed: int = 0) -> dic
     return fitted
 
 
-def partial_read(sequence: str, rng: np.random.Generator) -> str:
-    """A random window of ``PARTIAL_MIN_FRACTION`` to all of ``sequence``, anywhere in it."""
-    length = int(len(sequence) * rng.uniform(PARTIAL_MIN_FRACTION, 1.0))
+def partial_read(
+    sequence: str, rng: np.random.Generator, shortest: float = PARTIAL_MIN_FRACTION, longest: float = 1.0
+) -> str:
+    """A random window of ``shortest`` to ``longest`` of ``sequence``, anywhere in it."""
+    length = int(len(sequence) * rng.uniform(shortest, longest))
     start = int(rng.integers(0, len(sequence) - length + 1))
     return sequence[start : start + length]
 
@@ -69,7 +71,7 @@ def partial_read(sequence: str, rng: np.random.Generator) -> str:
 def _calibrate_pair(
     library: Library, model, query_modality: str, key_modality: str, k: int, seed: int
 ) -> dict[str, dict]:
-    species = library.column("species")
+    species, genus = library.column("species"), library.column("genus")
     query_rows, key_rows = library.rows[query_modality], library.rows[key_modality]
     key_species = species[key_rows]
     per_species = Counter(key_species)
@@ -102,14 +104,14 @@ def _calibrate_pair(
             similarities = query_vectors[start : start + 256] @ key_vectors.T
             for offset, sims in enumerate(similarities):
                 row = query_rows[picked[start + offset]]
-                top = _nearest(None, sims, _left_out(library, key_rows, row, absent), k)
+                top = _nearest(None, sims, _left_out(key_rows, row, absent, species, genus), k)
                 evidence = Evidence(key_rows[top], sims[top])
                 plain.append((evidence, row, absent))
                 if not aligned:
                     continue
                 more = np.zeros(0, dtype=np.int64)
                 if use_kmers:
-                    left_out = _left_out(library, kmer_rows, row, absent)
+                    left_out = _left_out(kmer_rows, row, absent, species, genus)
                     more = kmer_rows[_nearest(kmer_keys, kmer_queries[start + offset], left_out, k)]
                 vector, query = query_vectors[start + offset], sequences[start + offset]
                 samples.append((aligned_candidates(library, evidence, more, vector, query, k), row, absent))
@@ -119,14 +121,13 @@ def _calibrate_pair(
     return fitted
 
 
-def _left_out(library: Library, key_rows: np.ndarray, row: int, absent: bool) -> np.ndarray:
+def _left_out(key_rows: np.ndarray, row: int, absent: bool, species: np.ndarray, genus: np.ndarray) -> np.ndarray:
     """Which keys a self-query must not see: itself, or (``absent``) every record of its species and
-    the records of its genus without a species name."""
+    the records of its genus without a species name (``species``, ``genus``: the library's columns)."""
     if not absent:
         return key_rows == row
-    species, genus = library.column("species")[key_rows], library.column("genus")[key_rows]
-    query_genus = library.column("genus")[row]
-    return (species == library.column("species")[row]) | ((species == MISSING) & (genus == query_genus))
+    key_species = species[key_rows]
+    return (key_species == species[row]) | ((key_species == MISSING) & (genus[key_rows] == genus[row]))
 
 
 def _nearest(keys: np.ndarray | None, query: np.ndarray, excluded: np.ndarray, k: int) -> np.ndarray:

@@ -187,8 +187,10 @@ def novelty_feature_names(evidence: Evidence) -> list[str]:
 
 
 def novelty_features(evidence: Evidence, names: list[str]) -> list[float]:
-    values = {"similarity": lambda: float(evidence.similarities[0]), "identity": lambda: evidence.identities[0] / 100}
-    return [float(values[name]()) for name in names]
+    values = {"similarity": float(evidence.similarities[0])}
+    if evidence.identities is not None:
+        values["identity"] = float(evidence.identities[0] / 100)
+    return [values[name] for name in names]
 
 
 def logistic(model: dict, features: list[float]) -> float:
