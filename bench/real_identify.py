@@ -48,6 +48,28 @@ def accuracy(predicted: list[dict], truth: list, ranks=RANKS) -> dict:
     return out
 
 
+def confidence_honesty(results: list, truth: list) -> dict:
+    """What the confidences claim, per group: monotone answers, species named (deepest rank species),
+    novelty flags, stated ranks that are wrong, and answers whose confidence was capped."""
+    wrong = [
+        r.ranks[r.deepest_rank].name != t.get(r.deepest_rank)
+        for r, t in zip(results, truth, strict=True)
+        if r.deepest_rank
+    ]
+    return {
+        "monotone": float(np.mean([monotone(r) for r in results])),
+        "species_named": float(np.mean([r.deepest_rank == "species" for r in results])),
+        "flagged_novel": float(np.mean([r.novel for r in results])),
+        "stated_rank_wrong": float(np.mean(wrong)) if wrong else float("nan"),
+        "capped": float(np.mean([any("no rank" in w for w in r.warnings) for r in results])),
+    }
+
+
+def monotone(result) -> bool:
+    confidences = [result.ranks[rank].confidence for rank in RANKS if rank in result.ranks]
+    return all(a >= b for a, b in zip(confidences, confidences[1:], strict=False))
+
+
 def lineage(record) -> dict:
     return {rank: record.taxonomy.get(rank) for rank in RANKS}
 
@@ -84,7 +106,7 @@ def main() -> None:
     library = Library.open(args.library)
     timing["library_open_s"] = time.time() - started
 
-    answers, novelty = {}, {}
+    answers, novelty, honesty = {}, {}, {}
     cut_rng = np.random.default_rng(1)
     clibd_methods = {  # method: (align, queries cut to a 60 % partial read)
         "clibd_identify": (True, False),
@@ -103,6 +125,7 @@ def main() -> None:
             seconds += time.time() - started
             answers[method][group] = [{rank: c.name for rank, c in r.ranks.items()} for r in results]
             novelty[method][group] = [r.novelty for r in results]
+            honesty.setdefault(method, {})[group] = confidence_honesty(results, truth[group])
         timing[f"{method}_ms_per_query"] = 1000 * seconds / sum(map(len, groups.values()))
 
     previous = json.loads(Path(args.out).read_text()) if args.only_clibd else None
@@ -140,6 +163,7 @@ def main() -> None:
         }
         if method in clibd_methods:  # calibrated probabilities: how often the flag is raised wrongly
             results[method]["in_library_flagged_novel"] = float(np.mean(np.asarray(scores[labels == 0]) >= 0.5))
+            results[method]["confidence"] = honesty[method]
     if previous:
         results = {**previous["results"], **results}
         timing = {**previous["timing"], **timing}  # what this run measured replaces the old figures

@@ -20,9 +20,11 @@ from clibd_core.data.records import Record
 from clibd_core.data.sources import read_source
 from clibd_core.data.synthetic import WorldConfig, generate_world
 from clibd_core.evaluate import novelty_auroc
+from clibd_core.library.calibration import _logistic
 from clibd_core.library.identity import percent_identity
 from clibd_core.library.results import read_results, write_results
 from clibd_core.library.search import (
+    UNSUPPORTED_CAP,
     Evidence,
     Identification,
     Query,
@@ -30,12 +32,14 @@ from clibd_core.library.search import (
     combine,
     deepest_confident_rank,
     identify,
+    logistic,
+    make_monotone,
     rank_votes,
 )
 from clibd_core.library.store import Library, LibraryError, ModelMismatchError, add_to_library, build_library
+from clibd_core.reference import DEMO_MODEL
 from clibd_core.taxonomy import RANKS, Taxonomy
 
-DEMO_MODEL = Path(__file__).resolve().parents[1] / "reference_db" / "model"
 CLI = [sys.executable, "-m", "clibd_core.cli"]
 
 
@@ -85,6 +89,50 @@ def test_rank_votes_weight_neighbours_by_score():
     assert votes["family"] == ("F1", pytest.approx((1 + w) / (1 + 2 * w)))
     assert votes["genus"] == ("G1", pytest.approx(1 / (1 + 2 * w)))
     assert votes["species"] == ("S1", pytest.approx(1 / (1 + w)))  # the unnamed species does not vote
+
+
+def test_rank_votes_follow_one_lineage_path():
+    """The genus is chosen inside the winning family, even when a lone neighbour of another family
+    carries the heaviest single genus vote."""
+    lineages = {
+        "order": np.array(["O", "O", "O"]),
+        "family": np.array(["F1", "F1", "F2"]),
+        "genus": np.array(["G1", "G1", "G3"]),
+        "species": np.array(["S1", "S1", "S3"]),
+    }
+    w = 0.6  # the two F1 neighbours' weight beside the best (F2) neighbour's 1
+    evidence = Evidence(np.array([2, 0, 1]), np.zeros(3), np.array([99.0, 99 + np.log(w), 99 + np.log(w)]))
+    votes = rank_votes(evidence, lineages)
+    assert votes["family"] == ("F1", pytest.approx(2 * w / (1 + 2 * w)))
+    assert votes["genus"] == ("G1", pytest.approx(2 * w / (1 + 2 * w)))  # not G3, which lies in F2
+    assert votes["species"][0] == "S1"
+
+
+def test_confidence_never_rises_with_depth():
+    calls = {
+        "order": RankCall("O", 0.65, 1),
+        "family": RankCall("F", 0.98, 1),
+        "genus": RankCall("G", 0.5, 1),
+        "species": RankCall("S", 0.9, 1),
+    }
+    make_monotone(calls)
+    assert [calls[rank].confidence for rank in RANKS] == [0.65, 0.65, 0.5, 0.5]
+
+
+def test_a_rank_never_wrong_in_calibration_gets_a_high_constant_not_its_vote_share():
+    model = _logistic([[0.5, 0.9]] * 98, [True] * 98)
+    assert logistic(model, [0.3, 0.2]) == pytest.approx(99 / 100)
+
+
+def test_a_library_of_one_species_is_not_calibrated_and_states_no_rank(model, records, tmp_path):
+    one = [r for r in records if r.taxonomy.species == records[0].taxonomy.species]
+    library = build_library(model, one, tmp_path / "one")
+    assert "fallback" in library.facts["calibration"]["dna->dna"]
+    other = next(r for r in records if r.taxonomy.order != records[0].taxonomy.order)
+    result = identify(library, model, [Query("q", barcode=other.barcode)])[0]
+    assert result.deepest_rank is None
+    assert max(call.confidence for call in result.ranks.values()) <= UNSUPPORTED_CAP
+    assert any("could not be calibrated" in warning for warning in result.warnings)
 
 
 def test_deepest_rank_stops_at_the_first_unsure_rank_and_never_names_a_novel_species():

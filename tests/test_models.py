@@ -12,7 +12,7 @@ from PIL import Image
 from clibd_core import build_model, load_model
 from clibd_core.data.transforms import ImageError, open_image
 from clibd_core.dna import BarcodeError
-from clibd_core.models.clibd import file_sha256
+from clibd_core.fileio import file_sha256
 from clibd_core.models.image import efficientnet_lite0_imagenet_state_dict
 from tests.test_dna import COI
 

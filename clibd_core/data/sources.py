@@ -14,6 +14,7 @@ from clibd_core.data.bioscan import (
 from clibd_core.data.bold import decode_line, read_bold_tsv, read_bytes, read_fasta
 from clibd_core.data.folder import find_file_column, read_image_folder
 from clibd_core.data.records import ReadResult
+from clibd_core.fileio import file_sha256
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 READERS = {
@@ -85,8 +86,6 @@ def read_source(path: str | Path, fmt: str | None = None) -> ReadResult:
 
 def source_facts(result: ReadResult) -> dict:
     """Provenance of a read source for a library: where, what format, the file's hash, the counts."""
-    from clibd_core.models.clibd import file_sha256
-
     metadata = _metadata_file(Path(result.source))
     return {
         "path": str(Path(result.source).resolve()),

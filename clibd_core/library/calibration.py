@@ -13,8 +13,9 @@ kinds of logistic models are fitted on the outcomes:
   half the queries absent, no species call could ever be confident);
 - P(species absent | best identity, or best similarity without alignment), with its ROC AUC,
   threshold 0.5 (both cases are drawn equally often, so 0.5 is the point of equal prior).
-The fitted numbers go into library.json; a library whose records are too few or too uniform falls back
-to the raw vote share and no novelty flag (the calibration block says so).
+The lowest best score among the pretend queries (a low quantile) bounds where the fits hold: weaker
+evidence than that gets no confident rank. The fitted numbers go into library.json; a library whose
+records are too few or too uniform is not calibrated (the block says why) and states no rank.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from clibd_core.dna import to_acgtn
+from clibd_core.library.identity import percent_identity
 from clibd_core.library.kmers import kmer_profiles
 from clibd_core.library.search import (
     EMBEDDING_ONLY,
@@ -47,6 +49,9 @@ ABSENT_PRIOR = 0.2  # share of queries whose species is missing from the library
 MIN_SAMPLES = 20
 PARTIAL_SHARE = 0.5  # share of barcode self-queries cut to a partial read
 PARTIAL_MIN_FRACTION = 0.6  # the shortest partial read, as a share of the reference (as in training)
+SPREAD_SAMPLE = 300  # members per species aligned to their nearest conspecific
+SPREAD_MARGIN = 0.5  # % identity below a species' own spread still accepted (bench/real_identify.py)
+SUPPORT_QUANTILE = 0.005  # the weakest best-score the fits are trusted on (a low quantile, not one outlier)
 
 
 def calibrate(library: Library, model, k: int = K_DEFAULT, seed: int = 0) -> dict:
@@ -118,7 +123,39 @@ def _calibrate_pair(
     fitted = {f"{query_modality}->{key_modality}": _fit(library, samples or plain, k)}
     if aligned:
         fitted[EMBEDDING_ONLY] = _fit(library, plain, k)
+        fitted["dna->dna"]["species_identity_floor"] = species_identity_floors(library, seed)
     return fitted
+
+
+def species_identity_floors(library: Library, seed: int = 0) -> dict[str, float]:
+    """Per species with two or more barcodes: the lowest identity of a member to its nearest
+    conspecific (aligned against the three closest by embedding), less ``SPREAD_MARGIN``. A query
+    further from the species than any of its own members are from each other is probably a relative
+    that the library lacks (library/search.py refuses the species name then)."""
+    species, barcodes = library.column("species"), library.column("barcode")
+    rows, vectors = library.rows["dna"], library.vectors("dna")
+    members: dict[str, list[int]] = {}
+    for position, row in enumerate(rows):
+        if species[row] != MISSING:
+            members.setdefault(species[row], []).append(position)
+    rng = np.random.default_rng(seed)
+    floors = {}
+    for name, positions in members.items():
+        if len(positions) < 2:
+            continue
+        positions = np.array(positions)
+        if len(positions) > SPREAD_SAMPLE:
+            positions = rng.choice(positions, SPREAD_SAMPLE, replace=False)
+        similarities = vectors[positions] @ vectors[positions].T
+        np.fill_diagonal(similarities, -np.inf)
+        nearest = np.argsort(-similarities, axis=1)[:, :3]
+        sequences = [to_acgtn(barcodes[rows[p]]) for p in positions]
+        spread = min(
+            max(percent_identity(sequences[i], sequences[j]) for j in candidates if i != j)
+            for i, candidates in enumerate(nearest)
+        )
+        floors[name] = round(spread - SPREAD_MARGIN, 2)
+    return floors
 
 
 def _left_out(key_rows: np.ndarray, row: int, absent: bool, species: np.ndarray, genus: np.ndarray) -> np.ndarray:
@@ -141,21 +178,27 @@ def _nearest(keys: np.ndarray | None, query: np.ndarray, excluded: np.ndarray, k
 
 
 def _fit(library: Library, samples: list, k: int) -> dict:
+    top_scores = [evidence.top_score() for evidence, _, _ in samples if len(evidence.rows)]
     return {
         "samples": len(samples),
         "k": k,
         "absent_prior": ABSENT_PRIOR,
         "ranks": {rank: model for rank in RANKS if (model := _fit_rank(library, samples, rank))},
+        # A query flagged novel is answered by models fitted on absent-species queries only: the mixed
+        # fit above is right on average, but too sure of the genus of a species it does not hold.
+        "ranks_if_novel": {rank: model for rank in RANKS if (model := _fit_rank(library, samples, rank, True))},
         "novelty": _fit_novelty(samples),
+        # Below the weakest evidence the fits saw, they would extrapolate (library/search.py caps it).
+        "support": {"min_score": float(np.quantile(top_scores, SUPPORT_QUANTILE)), "quantile": SUPPORT_QUANTILE},
     }
 
 
-def _fit_rank(library: Library, samples: list, rank: str) -> dict | None:
+def _fit_rank(library: Library, samples: list, rank: str, absent_only: bool = False) -> dict | None:
     truth = library.column(rank)
     features, outcomes, weights = [], [], []
     table = lineages(library)
     for evidence, row, absent in samples:
-        if truth[row] == MISSING or not len(evidence.rows):
+        if truth[row] == MISSING or not len(evidence.rows) or (absent_only and not absent):
             continue
         votes = rank_votes(evidence, table)
         if rank in votes:
@@ -174,7 +217,7 @@ def _fit_novelty(samples: list) -> dict | None:
     features = [novelty_features(evidence, names) for evidence, _ in usable]
     outcomes = [absent for _, absent in usable]
     model = _logistic(features, outcomes)
-    if model is None:
+    if model is None or len(set(outcomes)) < 2:
         return None
     scores = 1 / (1 + np.exp(-(np.asarray(features) @ np.asarray(model["coef"]) + model["intercept"])))
     flagged = scores >= 0.5
@@ -190,9 +233,14 @@ def _fit_novelty(samples: list) -> dict | None:
 
 
 def _logistic(features: list, outcomes: list, weights: list | None = None) -> dict | None:
-    """A fitted logistic model as plain numbers; None when there is nothing to learn (one class)."""
-    if len(outcomes) < MIN_SAMPLES or len(set(outcomes)) < 2:
+    """A fitted logistic model as plain numbers; None with too few samples. When every answer was
+    right (or every one wrong) the model is the constant rate with one pseudo-count each way, so a rank
+    that never failed in calibration is not left to its raw vote share."""
+    if len(outcomes) < MIN_SAMPLES:
         return None
+    if len(set(outcomes)) < 2:
+        rate = (sum(outcomes) + 1) / (len(outcomes) + 2)
+        return {"coef": [0.0] * len(features[0]), "intercept": float(np.log(rate / (1 - rate))), "n": len(outcomes)}
     fitted = LogisticRegression(C=10.0, max_iter=1000).fit(
         np.asarray(features), np.asarray(outcomes), sample_weight=weights
     )

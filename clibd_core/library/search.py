@@ -22,6 +22,7 @@ import pandas as pd
 
 from clibd_core.data.transforms import ImageError, open_image
 from clibd_core.dna import inspect_barcode, parse_sequences, to_acgtn
+from clibd_core.library.domain import distances
 from clibd_core.library.identity import percent_identity
 from clibd_core.library.kmers import kmer_profiles
 from clibd_core.library.store import Library, LibraryError
@@ -33,6 +34,12 @@ TAU_SIMILARITY = 0.02  # vote temperature on cosine similarity
 TAU_IDENTITY = 1.0  # vote temperature on percent identity
 EMBEDDING_ONLY = "dna->dna:embedding"  # calibration of barcode answers without alignment
 NOVEL_MESSAGE = "no close reference: possibly undescribed, or a species missing from the library"
+OUT_OF_DOMAIN_MESSAGE = (
+    "this query is unlike anything in the library (outside the range of its references' embeddings): "
+    "its model was probably never trained on such data, so no rank is stated"
+)
+UNSUPPORTED_CAP = 0.3  # the most confidence any rank keeps when the calibration cannot back it
+BIN_IDENTITY = 97.8  # % identity: BOLD's BIN threshold (2.2 % divergence)
 
 
 @dataclass
@@ -61,6 +68,15 @@ class RankCall:
 
 
 @dataclass
+class BinCall:
+    """The nearest BOLD BIN and whether the query falls inside it."""
+
+    name: str
+    identity: float
+    inside: bool
+
+
+@dataclass
 class Identification:
     """The answer for one query; ``error`` set means the query could not be used (and why)."""
 
@@ -77,6 +93,7 @@ class Identification:
     parts: dict[str, Identification] = field(default_factory=dict)  # image+barcode: each on its own
     embedding: list[float] | None = None  # the query's vector (barcode's for image+barcode)
     key_modality: str = ""  # which library vectors it was matched against
+    bin: BinCall | None = None  # barcodes against a library with BINs
 
     @property
     def headline(self) -> str:
@@ -85,7 +102,8 @@ class Identification:
         if not self.deepest_rank:
             return "no confident placement"
         call = self.ranks[self.deepest_rank]
-        return f"{self.deepest_rank} {call.name} ({call.confidence:.2f})"
+        absent = "; species not in this library" if self.novel and self.deepest_rank != "species" else ""
+        return f"{self.deepest_rank} {call.name} ({call.confidence:.2f}){absent}"
 
     def to_dict(self) -> dict:
         """JSON-ready (without the embedding vectors)."""
@@ -110,6 +128,9 @@ class Identification:
             "top1_identity": round(top.identity, 2) if top and top.identity is not None else None,
             "novel": self.novel,
             "novelty": round(self.novelty, 4),
+            "bin": self.bin.name if self.bin else "",
+            "bin_identity": round(self.bin.identity, 2) if self.bin else None,
+            "in_bin": self.bin.inside if self.bin else None,
             "agreement": self.agreement,
             "warnings": "; ".join(self.warnings),
             "error": self.error or "",
@@ -159,20 +180,25 @@ def aligned_candidates(
 
 
 def rank_votes(evidence: Evidence, lineages: dict[str, np.ndarray]) -> dict[str, tuple[str, float]]:
-    """Per rank: the winning name and its share of the weighted votes (neighbours that name the rank);
-    ``lineages[rank]`` holds every reference's name at that rank."""
+    """Per rank, top down: the winning name and its share of the weighted votes of the neighbours that
+    name the rank. Below the first rank only neighbours inside the winner above compete, so the calls
+    form one path of the library's taxonomy (the genus lies inside the family called); the descent stops
+    where no neighbour of the winning branch names the next rank. ``lineages[rank]`` holds every
+    reference's name at that rank."""
     weights = np.exp((evidence.scores - evidence.scores[0]) / evidence.tau)
+    inside = np.ones(len(evidence.rows), dtype=bool)  # neighbours in the branch called so far
     votes = {}
     for rank in RANKS:
         names = lineages[rank][evidence.rows]
         known = names != MISSING
-        if not known.any():
-            continue
+        if not (known & inside).any():
+            break
         totals: dict[str, float] = {}
-        for name, weight in zip(names[known], weights[known], strict=True):
+        for name, weight in zip(names[known & inside], weights[known & inside], strict=True):
             totals[name] = totals.get(name, 0.0) + float(weight)
         winner = max(totals, key=totals.__getitem__)
-        votes[rank] = (winner, totals[winner] / sum(totals.values()))
+        votes[rank] = (winner, totals[winner] / float(weights[known].sum()))
+        inside &= names == winner
     return votes
 
 
@@ -198,8 +224,9 @@ def logistic(model: dict, features: list[float]) -> float:
     return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
 
 
-def answer(evidence: Evidence, library: Library, pair: str) -> Identification:
-    """Per-rank calls, confidence, novelty and deepest rank from the evidence of one query."""
+def answer(evidence: Evidence, library: Library, pair: str, features: np.ndarray | None = None) -> Identification:
+    """Per-rank calls, confidence, novelty and deepest rank from the evidence of one query; ``features``
+    (a barcode's embedding, an image's backbone features) are checked against the library's domain."""
     if pair == "dna->dna" and evidence.identities is None:
         pair = EMBEDDING_ONLY
     calibration = library.facts.get("calibration", {}).get(pair, {})
@@ -207,16 +234,30 @@ def answer(evidence: Evidence, library: Library, pair: str) -> Identification:
     if not len(evidence.rows):
         result.error = "no reference in the library to compare with"
         return result
-    for rank, (name, share) in rank_votes(evidence, lineages(library)).items():
-        model = calibration.get("ranks", {}).get(rank)
-        confidence = logistic(model, rank_features(share, evidence)) if model else share
-        result.ranks[rank] = RankCall(name, confidence, share)
     novelty_model = calibration.get("novelty")
     if novelty_model:
         # Libraries calibrated before the model named its features used similarity [, identity].
         names = novelty_model.get("features", ["similarity", "identity"][: len(novelty_model["coef"])])
         result.novelty = logistic(novelty_model, novelty_features(evidence, names))
         result.novel = result.novelty >= novelty_model["threshold"]
+    votes = rank_votes(evidence, lineages(library))
+    outside = outside_species_spread(evidence, votes, library, calibration)
+    if outside:
+        result.novel = True
+        result.warnings.append(outside)
+    models = calibration.get("ranks", {})
+    if result.novel:  # the species is probably absent: confidence as measured on absent species
+        models = {**models, **calibration.get("ranks_if_novel", {})}
+    for rank, (name, share) in votes.items():
+        model = models.get(rank)
+        confidence = logistic(model, rank_features(share, evidence)) if model else share
+        result.ranks[rank] = RankCall(name, confidence, share)
+    limits = confidence_limits(evidence, library, pair, features, calibration)
+    if limits:
+        result.warnings += limits
+        for call in result.ranks.values():
+            call.confidence = min(call.confidence, UNSUPPORTED_CAP)
+    make_monotone(result.ranks)
     result.deepest_rank = deepest_confident_rank(result.ranks, result.novel)
     ids, names = library.column("id"), {rank: library.column(rank) for rank in (*RANKS, "bin")}
     result.neighbours = [
@@ -229,7 +270,62 @@ def answer(evidence: Evidence, library: Library, pair: str) -> Identification:
         )
         for i, (row, similarity) in enumerate(zip(evidence.rows, evidence.similarities, strict=True))
     ]
+    result.bin = nearest_bin(result.neighbours)
     return result
+
+
+def outside_species_spread(evidence: Evidence, votes: dict, library: Library, calibration: dict) -> str:
+    """Why the species voted for cannot be named (empty when it can): the query's best identity to it is
+    below BOLD's BIN threshold or below the species' own spread in the library (calibration.py)."""
+    floors = calibration.get("species_identity_floor")
+    if floors is None or evidence.identities is None or "species" not in votes:
+        return ""
+    name = votes["species"][0]
+    members = library.column("species")[evidence.rows] == name
+    best = float(evidence.identities[members].max())
+    floor = max(floors.get(name, BIN_IDENTITY), BIN_IDENTITY)
+    if best >= floor:
+        return ""
+    return f"{best:.1f} % identity to {name} is below its own spread in this library ({floor:.1f} %): species not named"
+
+
+def confidence_limits(
+    evidence: Evidence, library: Library, pair: str, features: np.ndarray | None, calibration: dict
+) -> list[str]:
+    """Why the calibrated confidences cannot be trusted for this query (empty when they can): a library
+    too small or uniform to calibrate, a query outside the library's domain, or evidence weaker than any
+    the calibration saw (the logistic models would extrapolate)."""
+    if "ranks" not in calibration:
+        reason = calibration.get("fallback", "it was built before calibration existed")
+        return [f"this library could not be calibrated ({reason}): no rank is stated with confidence"]
+    domain = library.facts.get("domain", {}).get(pair.split("->")[0])
+    if domain and features is not None and distances(domain, features)[0] > domain["threshold"]:
+        return [OUT_OF_DOMAIN_MESSAGE]
+    floor = calibration.get("support", {}).get("min_score")
+    if floor is not None and evidence.top_score() < floor:
+        aligned = evidence.identities is not None
+        score = f"{100 * evidence.top_score():.1f} % identity" if aligned else f"similarity {evidence.top_score():.2f}"
+        return [f"the closest reference ({score}) is further than any the calibration saw: no rank is supported"]
+    return []
+
+
+def make_monotone(ranks: dict[str, RankCall]) -> None:
+    """A deeper call is right only if the one above it is (one lineage path): its confidence never
+    exceeds its parent's."""
+    ceiling = 1.0
+    for rank in RANKS:
+        if rank in ranks:
+            ranks[rank].confidence = ceiling = min(ranks[rank].confidence, ceiling)
+
+
+def nearest_bin(neighbours: Sequence[Neighbour]) -> BinCall | None:
+    """The BIN of the closest aligned reference that has one, and whether the query lies inside it
+    (identity within BOLD's 2.2 % BIN threshold)."""
+    for neighbour in neighbours:
+        name = neighbour.lineage.get("bin", MISSING)
+        if neighbour.identity is not None and name not in (MISSING, "", "None", "nan"):
+            return BinCall(name, neighbour.identity, neighbour.identity >= BIN_IDENTITY)
+    return None
 
 
 def lineages(library: Library) -> dict[str, np.ndarray]:
@@ -274,8 +370,9 @@ def combine(image: Identification, barcode: Identification) -> Identification:
             cw, cl = _clip(win.confidence), _clip(lose.confidence)
             combined.ranks[rank] = RankCall(win.name, cw * (1 - cl) / (cw * (1 - cl) + cl * (1 - cw)), win.vote_share)
     combined.novel, combined.novelty = barcode.novel, barcode.novelty  # identity decides species novelty
+    make_monotone(combined.ranks)
     combined.deepest_rank = deepest_confident_rank(combined.ranks, combined.novel)
-    combined.neighbours = barcode.neighbours
+    combined.neighbours, combined.bin = barcode.neighbours, barcode.bin
     combined.embedding, combined.key_modality = barcode.embedding, barcode.key_modality
     combined.warnings = [w for w in (*barcode.warnings, *image.warnings) if w != NOVEL_MESSAGE]
     combined.warnings += [NOVEL_MESSAGE] if combined.novel else []
@@ -389,7 +486,7 @@ def _identify_barcodes(library, model, queries, k, allowed, align, progress, bat
             evidence = Evidence(found[found >= 0], sims[found >= 0])
             if align:
                 evidence = aligned_candidates(library, evidence, more[more >= 0], vector, sequence, k)
-            _fill(results[i], answer(evidence, library, "dna->dna"))
+            _fill(results[i], answer(evidence, library, "dna->dna", vector))
             results[i].embedding, results[i].key_modality = vector.tolist(), "dna"
         progress("barcodes", min(start + batch_size, len(good)), len(good))
     return results
@@ -415,10 +512,11 @@ def _identify_images(
     keys = image_key_modality(library, image_keys)
     for start in range(0, len(good), batch_size):
         chunk = good[start : start + batch_size]
-        vectors = model.encode_images([image for _, image in chunk])
+        vectors, backbones = model.encode_images_with_backbone([image for _, image in chunk])
         similarities, rows = library.search(keys, vectors, k, allowed)
-        for (i, _), vector, sims, found in zip(chunk, vectors, similarities, rows, strict=True):
-            _fill(results[i], answer(Evidence(found[found >= 0], sims[found >= 0]), library, f"image->{keys}"))
+        for (i, _), vector, backbone, sims, found in zip(chunk, vectors, backbones, similarities, rows, strict=True):
+            evidence = Evidence(found[found >= 0], sims[found >= 0])
+            _fill(results[i], answer(evidence, library, f"image->{keys}", backbone))
             results[i].embedding, results[i].key_modality = vector.tolist(), keys
         progress("images", min(start + batch_size, len(good)), len(good))
     return results
@@ -428,6 +526,8 @@ def _fill(target: Identification, found: Identification) -> None:
     target.error = target.error or found.error
     target.ranks, target.deepest_rank = found.ranks, found.deepest_rank
     target.novel, target.novelty, target.neighbours = found.novel, found.novelty, found.neighbours
+    target.bin = found.bin
+    target.warnings += found.warnings
     if target.novel:
         target.warnings.append(NOVEL_MESSAGE)
 

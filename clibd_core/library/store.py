@@ -35,6 +35,7 @@ import pandas as pd
 from clibd_core.data.records import Record
 from clibd_core.data.transforms import ImageError
 from clibd_core.fileio import fsync_tree, write_json
+from clibd_core.library.domain import fit_domain
 from clibd_core.library.kmers import kmer_profiles
 from clibd_core.taxonomy import ALL_RANKS, MISSING, RANKS, Taxonomy, taxonomy_text
 
@@ -48,6 +49,8 @@ HNSW_EF_SEARCH = 256  # recall@10 0.993 at 1M vectors (128: 0.986), bench/librar
 THUMBNAIL_SIZE = 160
 METADATA_COLUMNS = ("id", *ALL_RANKS, "bin", "split", "barcode", "country", "latitude", "longitude", "source")
 
+DOMAIN_SAMPLE = 20_000  # image backbone features kept for fitting the library's image domain
+VECTOR_CACHES = "umap_*.parquet"  # files derived from the vectors only (library/projection.py)
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
@@ -191,6 +194,8 @@ class Library:
             "model": self.facts.get("model", {}),
             "created": self.facts.get("created"),
             "sources": self.facts.get("sources", []),
+            "description": self.facts.get("description", ""),
+            "orders": sorted(set(meta["order"]) - {MISSING}),
         }
 
 
@@ -205,6 +210,7 @@ def build_library(
     overwrite: bool = False,
     progress: Progress = _no_progress,
     batch_size: int = 64,
+    description: str = "",
 ) -> Library:
     """Embed every record's barcode, image and taxonomy text (those the model has) into a new library.
 
@@ -221,6 +227,7 @@ def build_library(
     parts = _embed_records(model, records, 0, progress, batch_size)
     facts = {
         "name": name or out.name,
+        "description": description,
         "model_fingerprint": model.fingerprint,
         "model": {"path": model_path or str(Path(model.source_dir).resolve()), "preset": model.config.preset},
         "sources": list(sources),
@@ -257,6 +264,19 @@ def add_to_library(
     )
 
 
+def recalibrate(path: str | Path, model, progress: Progress = _no_progress) -> Library:
+    """A new version with the same vectors and a fresh calibration and domain (e.g. after a change of
+    the calibration method); nothing is re-embedded, and caches derived from the vectors alone (maps)
+    are kept."""
+    library = Library.open(path)
+    library.check_model(model)
+    facts = {key: value for key, value in library.facts.items() if key != "calibration"}
+    nothing = _Embedded({}, {}, {}, [])
+    return _write_version(
+        Path(path), model, facts, library.metadata, nothing, library, progress, keep=VECTOR_CACHES
+    )
+
+
 @dataclass
 class _Embedded:
     """Vectors of new records per modality, the metadata rows they belong to, and thumbnails."""
@@ -265,6 +285,7 @@ class _Embedded:
     rows: dict[str, np.ndarray]
     thumbnails: dict[int, bytes]
     skipped: list[dict]
+    image_features: np.ndarray | None = None  # image backbone features of some new records (domain)
 
 
 def _unique_records(records: Sequence[Record]) -> list[Record]:
@@ -289,6 +310,7 @@ def _embed_records(
     rows: dict[str, list[int]] = {}
     thumbnails: dict[int, bytes] = {}
     skipped: list[dict] = []
+    domain_features: list[np.ndarray] = []  # image backbone features of about DOMAIN_SAMPLE images, spread
     modalities = model.config.modalities
     if "dna" in modalities:
         with_dna = [i for i, r in enumerate(records) if r.barcode]
@@ -314,8 +336,10 @@ def _embed_records(
                 chunk.append(i)
                 thumbnails[first_row + i] = _thumbnail(images[-1])
             if chunk:
-                vectors.setdefault("image", []).append(model.encode_images(images))
+                embeddings, backbones = model.encode_images_with_backbone(images)
+                vectors.setdefault("image", []).append(embeddings)
                 rows.setdefault("image", []).extend(first_row + i for i in chunk)
+                domain_features.append(backbones[:: -(-len(with_image) // DOMAIN_SAMPLE)])
             progress("images", min(start + batch_size, len(with_image)), len(with_image))
     if "text" in modalities:
         first_of_text: dict[str, int] = {}
@@ -332,6 +356,7 @@ def _embed_records(
         {m: np.asarray(r, dtype=np.int64) for m, r in rows.items()},
         thumbnails,
         skipped,
+        np.concatenate(domain_features) if domain_features else None,
     )
 
 
@@ -399,8 +424,10 @@ def _write_version(
     new: _Embedded,
     previous: Library | None,
     progress: Progress,
+    keep: str = "",
 ) -> Library:
-    """Write a complete version beside the live one, then switch ``CURRENT`` to it atomically."""
+    """Write a complete version beside the live one, then switch ``CURRENT`` to it atomically; files of
+    the previous version matching the glob ``keep`` are copied into it."""
     from clibd_core.library.calibration import calibrate  # calibration searches libraries: import late
 
     path.mkdir(parents=True, exist_ok=True)
@@ -422,6 +449,8 @@ def _write_version(
             index_facts[modality].update(M=HNSW_M, efConstruction=HNSW_EF_CONSTRUCTION, efSearch=HNSW_EF_SEARCH)
     metadata.to_parquet(staging / "metadata.parquet", index=False)
     _write_thumbnails(staging, previous, new.thumbnails)
+    for cached in previous.version_dir.glob(keep) if previous and keep else ():
+        shutil.copy2(cached, staging / cached.name)
     facts = {
         **facts,
         "format": FORMAT,
@@ -434,7 +463,9 @@ def _write_version(
         "versions": _versions(),
     }
     progress("calibrating confidence", 0, 1)
-    facts["calibration"] = calibrate(Library(path, staging, facts, metadata, indexes, rows), model)
+    staged = Library(path, staging, facts, metadata, indexes, rows)
+    facts["calibration"] = calibrate(staged, model)
+    facts["domain"] = _domains(facts, staged, new.image_features)
     write_json(staging / "library.json", facts)
     fsync_tree(staging)
     final = path / f"v{number:06d}"
@@ -444,6 +475,20 @@ def _write_version(
     os.replace(pointer, path / CURRENT)  # the commit point
     _remove_leftovers(path)
     return Library.open(path)
+
+
+def _domains(facts: dict, library: Library, image_features: np.ndarray | None) -> dict:
+    """Image queries are checked on the image backbone's features, fitted when a library's images are
+    first embedded (appends and recalibrations keep that fit: they hold no features of the old images);
+    barcode queries on the library's DNA vectors, refitted at every write."""
+    domains = {}
+    if "image" in facts.get("domain", {}):
+        domains["image"] = facts["domain"]["image"]
+    elif image_features is not None and len(image_features):
+        domains["image"] = fit_domain(image_features)
+    if "dna" in library.indexes:
+        domains["dna"] = fit_domain(library.vectors("dna"))
+    return {modality: domain for modality, domain in domains.items() if domain}
 
 
 def _write_thumbnails(staging: Path, previous: Library | None, new: dict[int, bytes]) -> None:

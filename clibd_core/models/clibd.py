@@ -27,7 +27,7 @@ from torch import nn
 from clibd_core.config import ModelConfig, preset_config
 from clibd_core.data.transforms import ImageInput, eval_transform, open_image
 from clibd_core.dna import BarcodeBertTokenizer, NucleotideTokenizer, clean_sequence, to_acgtn
-from clibd_core.fileio import atomic_directory
+from clibd_core.fileio import atomic_directory, file_sha256
 from clibd_core.models.dna import LiteDNATower, PaperDNATower
 from clibd_core.models.image import LiteImageTower, PaperImageTower
 from clibd_core.models.text import lite_text_tower, load_text_tokenizer, minilm_dir, paper_text_tower
@@ -143,8 +143,25 @@ class CLIBDModel(nn.Module):
     # -- the public encoders ---------------------------------------------------------------------
     def encode_images(self, images: Sequence[ImageInput], batch_size: int = 32) -> np.ndarray:
         """PIL images, arrays, bytes or file paths → (n, d); the preset's eval transform is applied."""
+        return self.encode_images_with_backbone(images, batch_size)[0]
+
+    def encode_images_with_backbone(
+        self, images: Sequence[ImageInput], batch_size: int = 32
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The embeddings and the image backbone's pooled features (before the trained head), from one
+        pass: the backbone features tell whether a photo is like the library's (library/domain.py)."""
         self._require("image")
-        return self._encode(images, batch_size, lambda chunk: self.image_features(self.image_batch(chunk)))
+        embeddings, backbones = [], []
+        with torch.inference_mode():
+            for start in range(0, len(images), batch_size):
+                features = self.image_encoder.backbone_features(
+                    self.image_batch(images[start : start + batch_size]).to(self.device)
+                )
+                embeddings.append(F.normalize(self.image_encoder.head(features), dim=-1).float().cpu().numpy())
+                backbones.append(features.float().cpu().numpy())
+        if not embeddings:
+            return np.zeros((0, self.config.embed_dim), dtype=np.float32), np.zeros((0, 0), dtype=np.float32)
+        return np.concatenate(embeddings), np.concatenate(backbones)
 
     def encode_barcodes(self, sequences: Sequence[str], batch_size: int = 64, clean: bool = True) -> np.ndarray:
         """DNA strings → (n, d). ``clean`` (default) applies barcode hygiene first (case, U→T, gaps,
@@ -243,8 +260,9 @@ def build_model(preset: str = "lite", modalities: Iterable[str] | None = None, p
 
 
 def load_model(path: str | Path, device: str | torch.device | None = None) -> CLIBDModel:
-    """Open a model directory written by :meth:`CLIBDModel.save` or :func:`import_official_checkpoint`."""
-    path = Path(path)
+    """Open a model directory written by :meth:`CLIBDModel.save` or :func:`import_official_checkpoint`,
+    or a training run directory (its ``best/`` model)."""
+    path = model_directory(path)
     config_path, weights_path = path / CONFIG_FILE, path / WEIGHTS_FILE
     if not config_path.is_file() or not weights_path.is_file():
         raise FileNotFoundError(f"'{path}' is not a model directory (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
@@ -272,20 +290,20 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> CL
     return model.to(device).eval()
 
 
+def model_directory(path: str | Path) -> Path:
+    """``path`` itself, or the ``best/`` model of a training run directory."""
+    path = Path(path)
+    if not (path / CONFIG_FILE).is_file() and (path / "best" / CONFIG_FILE).is_file():
+        return path / "best"
+    return path
+
+
 def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
     """A hash of named tensors' values (names sorted), independent of how they were stored."""
     digest = hashlib.sha256()
     for name in sorted(tensors):
         digest.update(name.encode())
         digest.update(tensors[name].detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
     return digest.hexdigest()
 
 

@@ -53,7 +53,15 @@ class PaperImageTower(nn.Module):
         self.base_image_encoder = vit
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.base_image_encoder(pixels)
+        return self.head(self.backbone_features(pixels))
+
+    def backbone_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The pooled [CLS] features before the head (what the library's image domain is fitted on)."""
+        vit = self.base_image_encoder
+        return vit.forward_head(vit.forward_features(pixels), pre_logits=True)
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.base_image_encoder.head(features)
 
 
 def efficientnet_lite0_imagenet_state_dict() -> dict[str, torch.Tensor]:
@@ -94,7 +102,10 @@ class LiteImageTower(nn.Module):
         self.proj = nn.Linear(self.backbone.num_features, embed_dim)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.backbone_features(pixels))
+        return self.head(self.backbone_features(pixels))
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.proj(features)
 
     def backbone_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """The pooled 1280-d ImageNet features (cached by training when the backbone is frozen)."""

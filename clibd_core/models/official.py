@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 
 from clibd_core.config import preset_config
-from clibd_core.models.clibd import CLIBDModel, file_sha256
+from clibd_core.fileio import file_sha256
+from clibd_core.models.clibd import CLIBDModel
 
 TOWER_PREFIXES = {
     "image": "image_encoder.",
