@@ -1,8 +1,10 @@
 # `make run`: set up (once) and start the app; `make test`: set up (once) and run lint + all tests.
+# Set-up = the pinned packages in .venv + the real default library built from reference_db/ (once).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEFAULT_LIBRARY := reference_db/bold_library/CURRENT
 
 .PHONY: run test lint bench
 
@@ -13,13 +15,17 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-run: $(STAMP)
+$(DEFAULT_LIBRARY): $(STAMP) reference_db/bold_model/config.json reference_db/bold/bold_insects_dev.tsv.gz
+	$(PY) -m clibd_core.cli build-default
+	touch $(DEFAULT_LIBRARY)
+
+run: $(DEFAULT_LIBRARY)
 	$(PY) app.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-test: lint
+test: lint $(DEFAULT_LIBRARY)
 	sh tools/system-packages.sh
 	$(PY) -m pytest -q -rs
 

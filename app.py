@@ -22,10 +22,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from PIL import Image
 
+from clibd_core.access import LOOPBACK, AccessError, allowed_roots, authenticator, confine
 from clibd_core.cli import FORMATS
 from clibd_core.data.uploads import IMAGE_SUFFIXES, collect_inputs
 from clibd_core.dna import inspect_barcode, to_acgtn
 from clibd_core.taxonomy import ALL_RANKS, RANKS
+from clibd_core.textio import read_text
 from clibd_core.train.jobs import abort_job, command_preview, current_job, start_job
 from clibd_core.workspace import DEMO_LIBRARY, Workspace, load_cached_library, load_cached_model, safe_name
 
@@ -39,14 +41,26 @@ BASE_COLOURS = {"A": (46, 160, 67), "C": (31, 111, 235), "G": (240, 160, 30), "T
 USER_ERRORS = (ValueError, FileNotFoundError)  # bad input: LibraryError, WorkspaceError, CheckpointError, ...
 LINEAGE_HEADERS = ["rank", "name", "confidence", "vote share"]
 NEIGHBOUR_HEADERS = ["#", "id", *RANKS, "similarity", "identity %"]
-EXAMPLE = ">example_reversed\n" + (
-    "TCCTACTGATCGTATATTAATAATTGTAGTGATAAAATTTACAGCTCCTAAAATTGAGGAAATTCCAGCTAAATGAAGACTAAAAATAGCTAAATCAACCGAGG"
-    "CTCCTCTATGGGCAATATTACTAGAAAGGGGGGGGTAAACTGTTCATCCTGTGCCAGTACCTCTTTCAACTATGCTGCTTATAAGGAGCAAGGTCAATGAAGGAGG"
-)
+EXAMPLES = Path(__file__).resolve().parent / "assets" / "examples" / "bold_barcodes.fasta"
+
+
+def barcode_examples() -> list[str]:
+    """Real public BOLD barcodes (a full read, a reverse-complemented one, a 313-bp fragment)."""
+    return [">" + record.strip() for record in EXAMPLES.read_text().split(">") if record.strip()]
 
 
 def workspace() -> Workspace:
     return Workspace()
+
+
+def server_path(path: str | None) -> str | None:
+    """A path typed by a user, confined to the folders this server may read (clibd_core/access.py)."""
+    if not path or not str(path).strip():
+        return None
+    try:
+        return str(confine(str(path).strip(), allowed_roots(workspace().root)))
+    except AccessError as error:
+        raise gr.Error(str(error)) from error
 
 
 def active_pair(pair: list | None) -> tuple[Path, Path]:
@@ -60,12 +74,23 @@ def open_pair(pair: list | None):
 
 
 def pair_banner(pair: list | None) -> str:
+    """What the active library covers, where its records come from, and what to do for other taxa."""
     library_path, model_path = active_pair(pair)
     library = load_cached_library(library_path)
+    summary = library.summary()
     demo = " — **a synthetic demo world, not real insects**" if library_path.resolve() == DEMO_LIBRARY.resolve() else ""
-    return (
-        f"Library: **{library.name}** ({len(library.metadata):,} references, {', '.join(library.modalities)}){demo}  \n"
-        f"Model: `{model_path}` · switch in the Libraries tab"
+    orders = ", ".join(summary["orders"][:8]) + (" …" if len(summary["orders"]) > 8 else "")
+    attribution = "; ".join(s["attribution"] for s in summary["sources"] if s.get("attribution"))
+    return "  \n".join(
+        line
+        for line in (
+            f"Library: **{library.name}**{demo} — {summary['records']:,} references of "
+            f"{summary['species_count']:,} species ({', '.join(library.modalities)}); orders: {orders}",
+            summary["description"],
+            f"Records: {attribution}" if attribution else "",
+            f"Model: `{model_path}` · switch library in the Libraries tab",
+        )
+        if line
     )
 
 
@@ -107,11 +132,15 @@ def headline_markdown(result: Identification) -> str:
     if result.deepest_rank:
         text = f"## {result.query_id}: *{result.ranks[result.deepest_rank].name}*"
         text += f" ({result.deepest_rank}, confidence {result.ranks[result.deepest_rank].confidence:.2f})"
+        text += " — species not in this library" if result.novel and result.deepest_rank != "species" else ""
     notes = []
     if result.novel:
         notes.append(f"🔎 **{NOVEL_MESSAGE[0].upper() + NOVEL_MESSAGE[1:]}** (novelty {result.novelty:.2f}).")
     if result.agreement:
         notes.append(f"Image and barcode: {result.agreement}.")
+    if result.bin:
+        where = "inside it" if result.bin.inside else "outside it (more than 2.2 % divergent)"
+        notes.append(f"Nearest BIN: **{result.bin.name}** ({result.bin.identity:.1f} % identity: {where}).")
     notes += [f"⚠️ {warning}" for warning in result.warnings if warning != NOVEL_MESSAGE]
     notes.append(f"Ranks are stated down to the deepest with confidence ≥ {CONFIDENT}.")
     return text + "\n\n" + "\n\n".join(notes)
@@ -149,7 +178,7 @@ def run_identify(images, barcode_text, fasta_file, k, taxon, country, image_keys
     library, model = open_pair(pair)
     text = barcode_text or ""
     if fasta_file:
-        text += "\n" + Path(fasta_file).read_text(errors="replace")
+        text += "\n" + read_text(fasta_file)
     inputs = collect_inputs([*(images or [])])
     text = text.strip() + ("\n" + inputs.barcode_text if inputs.barcode_text else "")
     queries = queries_from(text.strip(), inputs.images)
@@ -334,8 +363,10 @@ def preview(name, *form) -> str:
 
 
 def start_training(name, *form) -> str:
+    settings = train_settings(*form)
+    settings.update(data=server_path(settings["data"]) or "", init_from=server_path(settings["init_from"]))
     try:
-        job = start_job(workspace(), train_settings(*form), name)
+        job = start_job(workspace(), settings, name)
     except USER_ERRORS as error:
         raise gr.Error(str(error)) from error
     return f"started **{job['name']}** (process {job['pid']})"
@@ -371,10 +402,10 @@ def training_progress():
 
 def use_trained_model(run_dir, data, name, pair, progress=gr.Progress()):  # noqa: B008 - how Gradio injects progress
     """Build a library with the run's best model and make the pair active for this session."""
-    model = Path(run_dir or "") / "best"
-    if not (model / "config.json").is_file():
+    model = Path(server_path(run_dir) or "") / "best"
+    if not run_dir or not (model / "config.json").is_file():
         raise gr.Error("the run has no best model yet: wait for its first validation")
-    source = data or (current_job(workspace()) or {}).get("settings", {}).get("data")
+    source = server_path(data) or (current_job(workspace()) or {}).get("settings", {}).get("data")
     library = import_into_library(source, name or f"{Path(run_dir).name}-library", str(model), "auto", progress)
     return activate(str(library.path), str(model))
 
@@ -397,8 +428,8 @@ def import_into_library(source, name, model, fmt, progress):
 
 
 def import_library(upload, path, name, model, fmt, pair, progress=gr.Progress()):  # noqa: B008 - how Gradio injects progress
-    source = path.strip() if path and path.strip() else upload
-    library = import_into_library(source, name, model or str(active_pair(pair)[1]), fmt, progress)
+    source = server_path(path) or upload
+    library = import_into_library(source, name, server_path(model), fmt, progress)
     summary = library.summary()
     return (
         f"built **{summary['name']}**: {summary['records']:,} records, {summary['species_count']:,} species",
@@ -445,7 +476,7 @@ def library_tables():
 
 def activate(library, model):
     try:
-        pair = workspace().set_active(library, model or None)
+        pair = workspace().set_active(server_path(library) or "", server_path(model))
     except USER_ERRORS as error:
         raise gr.Error(str(error)) from error
     pair = [str(pair[0]), str(pair[1])]
@@ -455,7 +486,7 @@ def activate(library, model):
 def import_checkpoint(upload, path, name):
     from clibd_core.models.official import import_official_checkpoint
 
-    source = path.strip() if path and path.strip() else upload
+    source = server_path(path) or upload
     if not source:
         raise gr.Error("give the official best.pth (upload or path)")
     target = workspace().models_dir / safe_name(name or Path(source).stem)
@@ -483,7 +514,14 @@ def build_app() -> gr.Blocks:
                         file_types=list(IMAGE_SUFFIXES),
                         type="filepath",
                     )
-                    barcodes = gr.Textbox(label="Barcodes (raw or FASTA)", lines=6, placeholder=EXAMPLE[:60] + "…")
+                    barcodes = gr.Textbox(
+                        label="Barcodes (raw or FASTA)", lines=6, placeholder=">my_specimen\nAACATTATATTT…"
+                    )
+                    gr.Examples(
+                        [[example] for example in barcode_examples()],
+                        inputs=[barcodes],
+                        label="examples: real BOLD barcodes (public records)",
+                    )
                     fasta = gr.File(label="…or a FASTA file", file_types=[".fasta", ".fa", ".fas", ".txt"])
                     with gr.Accordion("Options", open=False):
                         k = gr.Slider(1, 50, value=10, step=1, label="neighbours that vote (k)")
@@ -564,8 +602,8 @@ def build_app() -> gr.Blocks:
                         ["image", "dna", "text"], value=["image", "dna", "text"], label="modalities"
                     )
                     with gr.Row():
-                        epochs = gr.Number(value=5, label="epochs", precision=0)
-                        batch_size = gr.Number(value=64, label="batch size", precision=0)
+                        epochs = gr.Number(value=None, label="epochs (empty: the recipe's)", precision=0)
+                        batch_size = gr.Number(value=None, label="batch size (empty: the recipe's)", precision=0)
                         lr = gr.Number(value=None, label="learning rate (0 or empty: the preset's)")
                     freeze = gr.CheckboxGroup(
                         ["image_backbone", "text_backbone"], value=["image_backbone", "text_backbone"], label="frozen"
@@ -684,15 +722,35 @@ def warm_up() -> None:
         print(f"could not preload the active library/model: {error}", flush=True)
 
 
+def login_for(host: str):
+    """Gradio's ``auth`` for ``host``: none on loopback, the users file (CLIBD_USERS) beyond it; serving
+    a network without users is refused with what to do."""
+    users = os.environ.get("CLIBD_USERS")
+    if users:
+        if not Path(users).is_file():
+            raise SystemExit(f"CLIBD_USERS={users}: no such file (create it with: clibd add-user {users} NAME)")
+        return authenticator(users)
+    if host in LOOPBACK:
+        return None
+    raise SystemExit(
+        f"refusing to serve {host} without a login: create users with `clibd add-user users.txt NAME` "
+        "(it asks for the password and stores only its hash), then start with CLIBD_USERS=users.txt"
+    )
+
+
 def main() -> None:
+    host = os.environ.get("CLIBD_HOST", "127.0.0.1")
+    auth = login_for(host)
     app = build_app()
     app.queue(default_concurrency_limit=2)
     threading.Timer(1.0, warm_up).start()  # after the server is up
     app.launch(
-        server_name=os.environ.get("CLIBD_HOST", "127.0.0.1"),
+        server_name=host,
         server_port=int(os.environ.get("CLIBD_PORT", "7860")),
         max_file_size=MAX_UPLOAD,
         theme=gr.themes.Soft(),
+        auth=auth,
+        auth_message="CLIBD: log in with the name and password your lab's operator gave you",
     )
 
 

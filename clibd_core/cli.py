@@ -12,8 +12,9 @@ FORMATS = ("bold_tsv", "fasta", "bioscan_1m", "bioscan_5m", "clibd_hdf5", "image
 
 def _check_barcodes(args: argparse.Namespace) -> int:
     from clibd_core.dna import check_barcodes
+    from clibd_core.textio import read_text
 
-    text = sys.stdin.read() if args.source == "-" else Path(args.source).read_text(errors="replace")
+    text = sys.stdin.read() if args.source == "-" else read_text(args.source)
     reports = check_barcodes(text)
     for report in reports:
         if args.json:
@@ -45,9 +46,10 @@ def _embed(args: argparse.Namespace) -> int:
 
     from clibd_core.dna import check_barcodes
     from clibd_core.models.clibd import load_model
+    from clibd_core.textio import read_text
 
     model = load_model(args.model)
-    reports = check_barcodes(Path(args.fasta).read_text(errors="replace"))
+    reports = check_barcodes(read_text(args.fasta))
     for report in reports:
         if not report.ok:
             print(f"skipped {report.error}", file=sys.stderr)
@@ -213,11 +215,12 @@ def _identify(args: argparse.Namespace) -> int:
     from clibd_core.library.results import write_results
     from clibd_core.library.search import identify, queries_from
     from clibd_core.library.store import Library, LibraryError
+    from clibd_core.textio import read_text
 
     try:
-        library = Library.open(args.library)
+        library = Library.open(args.library or _active_library())
         model = _library_model(library, args.model)
-        fasta = Path(args.fasta).read_text(errors="replace") if args.fasta else ""
+        fasta = read_text(args.fasta) if args.fasta else ""
         images = [p for path in args.images or [] for p in _image_files(Path(path), IMAGE_SUFFIXES)]
         queries = queries_from(fasta, images)
         if not queries:
@@ -239,6 +242,63 @@ def _identify(args: argparse.Namespace) -> int:
     failed = sum(bool(r.error) for r in results)
     print(f"identified {len(results) - failed} of {len(results)} queries -> {', '.join(map(str, written))}")
     return 0
+
+
+def _active_library() -> Path:
+    """The library the app opens: the active pair of $CLIBD_HOME, else the embedded real BOLD library."""
+    from clibd_core.workspace import Workspace
+
+    library, _ = Workspace().active()
+    print(f"library: {library}", file=sys.stderr)
+    return library
+
+
+def _build_default(args: argparse.Namespace) -> int:
+    from clibd_core.reference import DEFAULT_LIBRARY, build_default_library, default_library_is_current
+
+    if not args.force and default_library_is_current():
+        print(f"the default library is built: {DEFAULT_LIBRARY}")
+        return 0
+    print("building the default library: real BOLD insect barcodes (once per machine, a few minutes)")
+    print(json.dumps(_summary(build_default_library(_progress_bars(), force=True)), indent=2))
+    return 0
+
+
+def _recalibrate(args: argparse.Namespace) -> int:
+    from clibd_core.library.store import Library, LibraryError, recalibrate
+
+    try:
+        model = _library_model(Library.open(args.library), args.model)
+        library = recalibrate(args.library, model, progress=_progress_bars())
+    except (LibraryError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(library.facts["calibration"].get("dna->dna", library.facts["calibration"]), indent=2)[:2000])
+    return 0
+
+
+def _add_user(args: argparse.Namespace) -> int:
+    import getpass
+
+    from clibd_core.access import AccessError, add_user
+
+    password = (
+        sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass(f"password for {args.name}: ")
+    )
+    try:
+        add_user(args.users, args.name, password)
+    except AccessError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{args.name} can log in (serve with CLIBD_USERS={args.users})")
+    return 0
+
+
+def _summary(path: Path) -> dict:
+    from clibd_core.library.store import Library
+
+    summary = Library.open(path, with_indexes=False).summary()
+    return {key: summary[key] for key in ("name", "path", "version", "records", "species_count", "orders")}
 
 
 def _image_files(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
@@ -307,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.set_defaults(run=_train)
 
     demo = commands.add_parser("demo", help="build the embedded default: synthetic world, lite model, demo library")
-    demo.add_argument("--out", default="reference_db", help="where to write (default: reference_db)")
+    demo.add_argument("--out", default="reference_db/demo", help="where to write (default: reference_db/demo)")
     demo.add_argument("--records", type=int, default=None, help="records in the synthetic world")
     demo.add_argument("--epochs", type=int, default=30)
     demo.add_argument("--seed", type=int, default=0)
@@ -320,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     importer.set_defaults(run=_import_checkpoint)
 
     builder = commands.add_parser("build-library", help="embed a data source into a new reference library")
-    builder.add_argument("--model", required=True, help="model directory")
+    builder.add_argument("--model", required=True, help="model or run directory")
     builder.add_argument("--data", required=True, help="any source `clibd inspect` reads")
     builder.add_argument("--format", choices=FORMATS, help="skip detection and read as this format")
     builder.add_argument("--out", required=True, help="library directory to create")
@@ -336,8 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     adder.set_defaults(run=_add_to_library)
 
     identifier = commands.add_parser("identify", help="identify barcodes and/or images against a library")
-    identifier.add_argument("--library", required=True)
-    identifier.add_argument("--model", help="model directory (default: the one the library records)")
+    identifier.add_argument(
+        "--library", help="library directory (default: the app's active one, first the real BOLD library)"
+    )
+    identifier.add_argument("--model", help="model or run directory (default: the one the library records)")
     identifier.add_argument("--fasta", help="barcodes: FASTA or raw sequences")
     identifier.add_argument(
         "--images",
@@ -365,6 +427,25 @@ def build_parser() -> argparse.ArgumentParser:
     evaluator.add_argument("--split-seed", type=int, help="re-split with this seed (default: the data's splits)")
     evaluator.add_argument("--out", required=True, help="report JSON (a Markdown table is written beside it)")
     evaluator.set_defaults(run=_evaluate)
+
+    default = commands.add_parser(
+        "build-default", help="build the embedded real BOLD barcode library (make run / make test do it once)"
+    )
+    default.add_argument("--force", action="store_true", help="rebuild even if it is current")
+    default.set_defaults(run=_build_default)
+
+    recalibrator = commands.add_parser(
+        "recalibrate", help="refit a library's confidence calibration and domain (no re-embedding)"
+    )
+    recalibrator.add_argument("library", help="library directory")
+    recalibrator.add_argument("--model", help="model directory (default: the one the library records)")
+    recalibrator.set_defaults(run=_recalibrate)
+
+    users = commands.add_parser("add-user", help="add a login for a served app (the password is stored hashed)")
+    users.add_argument("users", help="the users file (created if absent); serve with CLIBD_USERS=FILE")
+    users.add_argument("name")
+    users.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    users.set_defaults(run=_add_user)
 
     embed = commands.add_parser("embed", help="embed the barcodes of a FASTA file with a model directory")
     embed.add_argument("--model", required=True)

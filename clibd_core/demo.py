@@ -2,7 +2,7 @@
 
 It generates the synthetic world, trains the lite preset on it (backbones frozen), evaluates the best
 checkpoint and the untrained (no-alignment) model with the paper's protocol, and writes
-``reference_db/``: the model (about 4 MB: frozen backbones are references to their packages), the
+``reference_db/demo/``: the model (about 4 MB: frozen backbones are references to their packages), the
 demo reference library (library/store.py: metadata, FAISS indexes, thumbnails, calibration) and the report.
 """
 
@@ -36,7 +36,7 @@ DEMO_WORLD = WorldConfig(
 
 
 def build_demo(
-    out_dir: str | Path = "reference_db", world: WorldConfig = DEMO_WORLD, epochs: int = 30, batch_size: int = 64
+    out_dir: str | Path = "reference_db/demo", world: WorldConfig = DEMO_WORLD, epochs: int = 30, batch_size: int = 64
 ) -> dict:
     """Build the demo end to end; returns the report (also written to ``out_dir/demo_report.json``)."""
     started = time.time()

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from clibd_core.textio import normalise_newlines
+
 NUCLEOTIDES = frozenset("ACGT")
 AMBIGUITY_CODES = frozenset("RYSWKMBDHVN")
 NUCLEOTIDE_ALPHABET = NUCLEOTIDES | AMBIGUITY_CODES
@@ -80,7 +82,7 @@ def to_acgtn(sequence: str) -> str:
 
 def parse_fasta(text: str) -> list[tuple[str, str]]:
     """``(header, body)`` of every FASTA record, header without ``>``; text before the first ``>`` is an error."""
-    text = text.lstrip("\ufeff").strip()
+    text = normalise_newlines(text).lstrip("\ufeff").strip()
     if not text.startswith(">"):
         raise BarcodeError("text before the first FASTA header '>': FASTA starts with a '>' line")
     records = []
@@ -92,7 +94,7 @@ def parse_fasta(text: str) -> list[tuple[str, str]]:
 
 def fasta_id(header: str, number: int) -> str:
     """A record's id: the header's first word, cut at the first ``|`` (BOLD: ``processid|species|...``)."""
-    words = header.split()
+    words = "".join(c for c in header if c.isprintable() or c.isspace()).split()
     return (words[0].split("|")[0] if words else "") or f"record_{number}"
 
 
@@ -102,7 +104,7 @@ def parse_sequences(text: str, default_id: str = "query") -> list[tuple[str, str
     Text that does not start with ``>`` is one raw sequence (line breaks allowed inside it); otherwise
     it is FASTA, with ids from :func:`fasta_id`.
     """
-    stripped = text.lstrip("\ufeff").strip()
+    stripped = normalise_newlines(text).lstrip("\ufeff").strip()
     if not stripped:
         return []
     if not stripped.startswith(">") and "\n>" not in stripped:

@@ -8,8 +8,9 @@ One folder (``$CLIBD_HOME``, default ``./workspace``)::
     active.json         the active library and model
     job.json            the training job started last (train/jobs.py)
 
-The embedded default (``reference_db/``: the demo model and library) is always listed and is active
-until the user chooses another pair.
+The embedded libraries (``reference_db/``, clibd_core/reference.py) are always listed: the real BOLD
+barcode library with its DNA model, active until the user chooses another pair, and the synthetic demo
+world (the only place image → DNA is shown end to end).
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from clibd_core.fileio import write_json
+from clibd_core.reference import DEFAULT_LIBRARY, DEFAULT_MODEL, DEMO_LIBRARY, DEMO_MODEL
 
-REPOSITORY = Path(__file__).resolve().parents[1]
-DEMO_LIBRARY = REPOSITORY / "reference_db" / "library"
-DEMO_MODEL = REPOSITORY / "reference_db" / "model"
+EMBEDDED_LIBRARIES = (DEFAULT_LIBRARY, DEMO_LIBRARY)
+EMBEDDED_MODELS = (DEFAULT_MODEL, DEMO_MODEL)
 
 
 class WorkspaceError(ValueError):
@@ -69,11 +70,11 @@ class Workspace:
         return self.root / "runs"
 
     def library_paths(self) -> list[Path]:
-        found = [p for p in sorted(self.libraries_dir.glob("*")) if (p / "CURRENT").exists()]
-        return ([DEMO_LIBRARY] if (DEMO_LIBRARY / "CURRENT").exists() else []) + found
+        found = [*EMBEDDED_LIBRARIES, *sorted(self.libraries_dir.glob("*"))]
+        return [p for p in found if (p / "CURRENT").exists()]
 
     def model_paths(self) -> list[Path]:
-        candidates = [DEMO_MODEL, *sorted(self.models_dir.glob("*")), *sorted(self.runs_dir.glob("*/best"))]
+        candidates = [*EMBEDDED_MODELS, *sorted(self.models_dir.glob("*")), *sorted(self.runs_dir.glob("*/best"))]
         return [p for p in candidates if (p / "config.json").is_file()]
 
     def libraries(self) -> list[dict]:
@@ -108,13 +109,16 @@ class Workspace:
         return listed
 
     def active(self) -> tuple[Path, Path]:
-        """The active (library, model); the demo pair until the user chooses another."""
+        """The active (library, model): the user's choice, else the real BOLD library (once built),
+        else the synthetic demo."""
         chosen = self.root / "active.json"
         if chosen.is_file():
             pair = json.loads(chosen.read_text())
             library, model = Path(pair["library"]), Path(pair["model"])
             if (library / "CURRENT").exists() and (model / "config.json").is_file():
                 return library, model
+        if (DEFAULT_LIBRARY / "CURRENT").exists():
+            return DEFAULT_LIBRARY, DEFAULT_MODEL
         return DEMO_LIBRARY, DEMO_MODEL
 
     def set_active(self, library: str | Path, model: str | Path | None = None) -> tuple[Path, Path]:
@@ -137,11 +141,13 @@ class Workspace:
         self,
         source: str | Path,
         name: str,
-        model: str | Path,
+        model: str | Path | None = None,
         fmt: str | None = None,
         progress: Callable[[str, int, int], None] | None = None,
     ):
-        """Read a data source and build a new library from it with ``model`` (refuses an existing name)."""
+        """Read a data source and build a new library from it with ``model`` (refuses an existing name);
+        without one, barcodes only (BOLD, FASTA) are embedded by the real BOLD DNA model and anything
+        with images by the active model."""
         from clibd_core.data.sources import read_source, source_facts
         from clibd_core.library.store import build_library
 
@@ -152,6 +158,9 @@ class Workspace:
         if not result.records:
             reasons = "; ".join(f"{s.row}: {s.reason}" for s in result.skipped[:3])
             raise WorkspaceError(f"{source} holds no usable record ({reasons or 'empty'})")
+        if model is None:
+            barcodes_only = not any(record.has_image for record in result.records)
+            model = DEFAULT_MODEL if barcodes_only and DEFAULT_MODEL.is_dir() else self.active()[1]
         kwargs = {"progress": progress} if progress else {}
         library = build_library(
             load_cached_model(str(Path(model).resolve())),

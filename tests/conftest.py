@@ -45,10 +45,16 @@ def lite_model():
 
 @pytest.fixture(scope="session")
 def home(tmp_path_factory) -> Path:
-    """A fresh CLIBD_HOME workspace for the app under test."""
+    """A fresh CLIBD_HOME workspace for the app under test, on the synthetic demo pair (images and
+    barcodes of one world; the real default library has barcodes only)."""
+    from clibd_core.reference import DEMO_LIBRARY
+    from clibd_core.workspace import Workspace
+
     root = tmp_path_factory.mktemp("workspace")
     previous = os.environ.get("CLIBD_HOME")
     os.environ["CLIBD_HOME"] = str(root)
+    if (DEMO_LIBRARY / "CURRENT").exists():
+        Workspace(root).set_active(DEMO_LIBRARY)
     yield root
     if previous is None:
         os.environ.pop("CLIBD_HOME")

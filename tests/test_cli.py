@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from clibd_core.reference import DEMO_MODEL
 from tests.test_dna import COI
 
 
@@ -46,7 +46,7 @@ def test_import_checkpoint_refuses_a_bad_file(tmp_path):
 
 
 def test_embed_writes_ids_and_normalised_vectors(tmp_path):
-    model_dir = Path(__file__).resolve().parents[1] / "reference_db" / "model"
+    model_dir = DEMO_MODEL
     if not model_dir.is_dir():
         pytest.skip("reference_db/ has not been built (clibd demo)")
     fasta = tmp_path / "q.fasta"

@@ -1,4 +1,4 @@
-"""The embedded default: `clibd demo` end to end on a tiny world, and the shipped reference_db/ itself."""
+"""The synthetic demo: `clibd demo` end to end on a tiny world, and the shipped reference_db/demo itself."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from clibd_core.demo import build_demo
 from clibd_core.library.search import Query, identify
 from clibd_core.library.store import Library
 
-REFERENCE_DB = Path(__file__).resolve().parents[1] / "reference_db"
+REFERENCE_DB = Path(__file__).resolve().parents[1] / "reference_db" / "demo"
 
 
 @pytest.mark.slow

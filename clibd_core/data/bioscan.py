@@ -12,10 +12,10 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 
-from clibd_core.data.bold import decode_line, read_bytes
 from clibd_core.data.records import HDF5ImageRef, ReadResult, Record, Skipped
 from clibd_core.dna import BarcodeError, clean_sequence
 from clibd_core.taxonomy import Taxonomy
+from clibd_core.textio import decode_line, read_bytes
 
 BIOSCAN_1M_METADATA = "BIOSCAN_Insect_Dataset_metadata.tsv"
 BIOSCAN_5M_METADATA = "BIOSCAN_5M_Insect_Dataset_metadata.csv"

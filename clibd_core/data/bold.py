@@ -8,13 +8,13 @@ reason, and no single row stops the read.
 
 from __future__ import annotations
 
-import gzip
 import re
 from pathlib import Path
 
 from clibd_core.data.records import ReadResult, Record, Skipped
 from clibd_core.dna import BarcodeError, clean_sequence, fasta_id, parse_fasta
 from clibd_core.taxonomy import Taxonomy
+from clibd_core.textio import decode_line, read_bytes
 
 BARCODE_MARKER = "COI-5P"
 # Insect orders, so a one-word BOLD identification can be placed at the right rank.
@@ -25,22 +25,6 @@ INSECT_ORDERS = frozenset(
     "Trichoptera Zoraptera Zygentoma".split()
 )
 _SINTAX_RANKS = {"o": "order", "f": "family", "g": "genus", "s": "species"}
-
-
-def read_bytes(path: str | Path) -> bytes:
-    """A file's bytes, gunzipped when it is gzip (by content, whatever its name)."""
-    data = Path(path).read_bytes()
-    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
-
-
-def decode_line(raw: bytes) -> str:
-    """UTF-8 where valid, else Windows-1252 (BOLD's other encoding), else Latin-1 (never fails)."""
-    for encoding in ("utf-8", "cp1252"):
-        try:
-            return raw.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    return raw.decode("latin-1")
 
 
 def _value(text: str | None) -> str:

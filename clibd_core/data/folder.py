@@ -6,10 +6,10 @@ import csv
 import io
 from pathlib import Path
 
-from clibd_core.data.bold import decode_line, read_bytes
 from clibd_core.data.records import ReadResult, Record, Skipped
 from clibd_core.dna import BarcodeError, clean_sequence
 from clibd_core.taxonomy import ALL_RANKS, Taxonomy
+from clibd_core.textio import decode_line, normalise_newlines, read_bytes
 
 FILE_COLUMNS = ("file", "filename", "file_name", "image", "image_file", "path")
 BARCODE_COLUMNS = ("barcode", "dna_barcode", "nucleotides", "nucraw", "sequence", "dna")
@@ -25,16 +25,31 @@ def find_file_column(header: list[str]) -> str | None:
     return next((name for name in FILE_COLUMNS if name in [h.strip().lower() for h in header]), None)
 
 
+def _dialect(text: str) -> type[csv.Dialect] | csv.Dialect:
+    """The CSV dialect, sniffed; where the sniffer gives up, the separator its header line uses most."""
+    try:
+        return csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+    except csv.Error:
+        header = text.split("\n", 1)[0]
+        separator = max(",;\t", key=header.count)
+        return type("Guessed", (csv.excel,), {"delimiter": separator})
+
+
 def read_image_folder(csv_path: str | Path, image_dir: str | Path | None = None) -> ReadResult:
     """Records from a CSV with a file-name column, taxonomy columns (``order`` ... ``species``, or BOLD's
     ``order_name`` ...) and an optional barcode column; images relative to the CSV's folder."""
     csv_path = Path(csv_path)
     image_dir = Path(image_dir) if image_dir else csv_path.parent
-    text = decode_line(read_bytes(csv_path))
-    dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+    text = normalise_newlines(decode_line(read_bytes(csv_path)))
     result = ReadResult(format="image_folder", source=str(csv_path))
+    reader = csv.DictReader(io.StringIO(text), dialect=_dialect(text))
+    rows = []
+    try:
+        rows.extend(reader)
+    except csv.Error as error:  # e.g. a quote never closed: the rest of the file cannot be split into rows
+        result.skipped.append(Skipped(f"line {reader.line_num}", f"unreadable CSV from here on ({error})"))
     seen: set[str] = set()
-    for number, raw in enumerate(csv.DictReader(io.StringIO(text), dialect=dialect), start=2):
+    for number, raw in enumerate(rows, start=2):
         row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k is not None}
         file_name = _pick(row, FILE_COLUMNS)
         record_id = _pick(row, ID_COLUMNS) or Path(file_name).stem

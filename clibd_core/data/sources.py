@@ -11,10 +11,11 @@ from clibd_core.data.bioscan import (
     read_bioscan_5m,
     read_clibd_hdf5,
 )
-from clibd_core.data.bold import decode_line, read_bold_tsv, read_bytes, read_fasta
+from clibd_core.data.bold import read_bold_tsv, read_fasta
 from clibd_core.data.folder import find_file_column, read_image_folder
 from clibd_core.data.records import ReadResult
 from clibd_core.fileio import file_sha256
+from clibd_core.textio import decode_line, read_bytes
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 READERS = {
@@ -69,7 +70,8 @@ def detect_format(path: str | Path) -> str:
         return "image_folder"
     raise UnknownFormatError(
         f"'{path}' is not a recognised source: expected a BOLD TSV export, FASTA, BIOSCAN-1M/5M metadata, "
-        f"a CLIBD HDF5 file, or a CSV naming image files (columns seen: {', '.join(sorted(columns)[:12])})"
+        f"a CLIBD HDF5 file, or a CSV naming image files (its first line splits into {len(columns)} columns, none "
+        "of them the columns these formats need; --format reads it as a given format)"
     )
 
 

@@ -14,6 +14,7 @@ ImageInput = str | Path | bytes | np.ndarray | Image.Image
 
 # Pillow refuses images above ~179 Mpx as a decompression bomb; camera frames are far below that.
 _DECODE_HINT = 512  # decode big JPEGs at reduced scale (still ≥ 512 px), far faster than full size
+MAX_PIXELS = 100_000_000  # larger images are refused by their declared size, before decoding (bombs)
 
 
 class ImageError(ValueError):
@@ -34,7 +35,12 @@ def open_image(image: ImageInput, name: str | None = None) -> Image.Image:
             picture = Image.fromarray(image)
         else:
             source = io.BytesIO(image) if isinstance(image, bytes) else image
-            picture = Image.open(source)
+            picture = Image.open(source)  # reads the header only: the declared size is checked first
+            if picture.width * picture.height > MAX_PIXELS:
+                raise ImageError(
+                    f"image '{label}': too large ({picture.width} × {picture.height} pixels, more than "
+                    f"{MAX_PIXELS / 1e6:.0f} million): resize it first"
+                )
             if picture.format == "JPEG":
                 picture.draft("RGB", (_DECODE_HINT, _DECODE_HINT))
             picture.load()
@@ -44,6 +50,8 @@ def open_image(image: ImageInput, name: str | None = None) -> Image.Image:
         return picture.convert("RGB")
     except FileNotFoundError as error:
         raise ImageError(f"image '{label}': file not found") from error
+    except Image.DecompressionBombError as error:
+        raise ImageError(f"image '{label}': too large to decode safely ({error})") from error
     except (UnidentifiedImageError, OSError, ValueError, TypeError) as error:
         raise ImageError(f"image '{label}': not a readable image ({error})") from error
 

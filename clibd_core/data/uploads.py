@@ -13,10 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
+from clibd_core.textio import as_utf8, decode_line, normalise_newlines, read_text
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jfif", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".ppm", ".pgm")
 SEQUENCE_SUFFIXES = (".fasta", ".fa", ".fas", ".fna", ".txt", ".seq")
 MAX_MEMBERS = 20_000
 MAX_MEMBER_BYTES = 200 * 1024 * 1024
+MAX_UNPACKED_BYTES = 4 << 30
 
 
 @dataclass
@@ -37,7 +40,7 @@ def collect_inputs(paths: Sequence[str | Path], unpack_to: Path | None = None) -
         elif suffix in IMAGE_SUFFIXES:
             inputs.images.append(path)
         elif suffix in SEQUENCE_SUFFIXES:
-            texts.append(path.read_text(errors="replace"))
+            texts.append(read_text(path))
         else:
             inputs.skipped.append(f"{path.name}: not an image ({', '.join(IMAGE_SUFFIXES)}), sequence file or zip")
     inputs.barcode_text = "\n".join(_as_fasta(text, n) for n, text in enumerate(texts))
@@ -57,6 +60,12 @@ def _unpack(archive: Path, folder: Path, inputs: Inputs, texts: list[str]) -> No
             if len(members) > MAX_MEMBERS:
                 inputs.skipped.append(f"{archive.name}: {len(members)} files, more than {MAX_MEMBERS}; split it")
                 return
+            declared = sum(member.file_size for member in members)
+            if declared > MAX_UNPACKED_BYTES:  # a zip bomb is refused by its declared size, before expanding
+                inputs.skipped.append(
+                    f"{archive.name}: expands to {declared / 2**30:.1f} GiB, more than {MAX_UNPACKED_BYTES >> 30} GiB"
+                )
+                return
             folder.mkdir(parents=True, exist_ok=True)
             for number, member in enumerate(members):
                 name = Path(member.filename).name
@@ -66,7 +75,7 @@ def _unpack(archive: Path, folder: Path, inputs: Inputs, texts: list[str]) -> No
                 elif member.file_size > MAX_MEMBER_BYTES:
                     inputs.skipped.append(f"{archive.name}/{member.filename}: larger than {MAX_MEMBER_BYTES >> 20} MB")
                 elif suffix in SEQUENCE_SUFFIXES:
-                    texts.append(bundle.read(member).decode("utf-8", errors="replace"))
+                    texts.append(normalise_newlines(decode_line(as_utf8(bundle.read(member)))))
                 else:
                     target = folder / f"{number:05d}" / name  # a folder per member keeps equal names apart
                     target.parent.mkdir()

@@ -11,6 +11,15 @@ import yaml
 from clibd_core.config import MODALITIES
 
 FREEZABLE = ("image_backbone", "text_backbone")
+# Defaults of epochs and batch size by preset and by whether photos are trained (docs/TRAINING.md says
+# how each was measured): the lite barcode recipe is bench/real_dna.py's (2 epochs at batch 256 beat
+# blastn on real BOLD barcodes; a third epoch changed nothing).
+RECIPES = {("lite", "barcodes"): {"epochs": 2, "batch_size": 256}}
+GENERAL_RECIPE = {"epochs": 10, "batch_size": 64}
+
+
+def recipe(preset: str, modalities: list[str]) -> dict:
+    return RECIPES.get((preset, "photos" if "image" in modalities else "barcodes"), GENERAL_RECIPE)
 
 
 @dataclass
@@ -23,8 +32,8 @@ class TrainConfig:
     preset: str = "lite"
     modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
     init_from: str | None = None  # a model directory to fine-tune; default: the preset's pretrained parts
-    epochs: int = 10
-    batch_size: int = 64  # global: split across processes
+    epochs: int | None = None  # default: the recipe's (RECIPES)
+    batch_size: int | None = None  # global: split across processes; default: the recipe's
     lr: float | None = None  # peak learning rate; default per preset (see resolved())
     scale_lr: bool | None = None  # the paper's rule: lr × global batch / 500
     weight_decay: float = 0.01
@@ -39,17 +48,20 @@ class TrainConfig:
     dna_crop: float | None = None  # probability of training on a random partial window of a barcode
 
     def resolved(self) -> TrainConfig:
-        """Fill the per-preset defaults: ``paper`` follows CLIBD (5e-5, scaled by batch/500); ``lite``
-        trains small towers from scratch on CPU (1e-3, unscaled, ImageNet and MiniLM backbones frozen,
-        half the barcodes cut to a random partial window)."""
+        """Fill the defaults: epochs and batch size from the recipe (RECIPES); ``paper`` follows CLIBD
+        (5e-5, scaled by batch/500); ``lite`` trains small towers from scratch on CPU (1e-3, unscaled,
+        ImageNet and MiniLM backbones frozen, half the barcodes cut to a random partial window)."""
         freeze = self.freeze if self.freeze is not None else ([] if self.preset == "paper" else list(FREEZABLE))
         unknown = sorted(set(freeze) - set(FREEZABLE))
         if unknown:
             raise ValueError(f"cannot freeze {unknown}: choose from {FREEZABLE}")
         paper = self.preset == "paper"
+        defaults = recipe(self.preset, self.modalities)
         return TrainConfig(
             **{
                 **asdict(self),
+                "epochs": self.epochs or defaults["epochs"],
+                "batch_size": self.batch_size or defaults["batch_size"],
                 "lr": self.lr if self.lr is not None else (5e-5 if paper else 1e-3),
                 "scale_lr": self.scale_lr if self.scale_lr is not None else paper,
                 "modalities": [m for m in MODALITIES if m in self.modalities],

@@ -1,0 +1,89 @@
+"""Text from users' files, whatever wrote it: gzip or not, UTF-8 (with or without BOM), UTF-16/32 (what
+Windows Notepad saves as "Unicode"), Windows-1252 / Latin-1 (BOLD mixes them within one file), any line
+ending, and never a control character in what reaches an output file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+import zlib
+from pathlib import Path
+
+MAX_TEXT_BYTES = 8 << 30  # a gzip expanding beyond this is refused (BIOSCAN-5M's metadata is ~2 GB)
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class TextError(ValueError):
+    """A file that cannot be read as text (a gzip bomb, a damaged gzip)."""
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """A file's bytes, gunzipped when it is gzip (by content, whatever its name), as UTF-8 where it was
+    UTF-16/32, so line-by-line readers can split on ``\\n``."""
+    data = Path(path).read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        data = _gunzip(data, Path(path).name)
+    return as_utf8(data)
+
+
+def _gunzip(data: bytes, name: str) -> bytes:
+    declared = int.from_bytes(data[-4:], "little")  # the size gzip records (modulo 4 GiB)
+    if declared > MAX_TEXT_BYTES:
+        raise TextError(f"{name}: declares {declared:,} bytes uncompressed, more than this app reads")
+    inflater = zlib.decompressobj(wbits=31)
+    chunks, total = [], 0
+    try:
+        for start in range(0, len(data), 1 << 20):
+            chunk = inflater.decompress(data[start : start + (1 << 20)], MAX_TEXT_BYTES + 1 - total)
+            while chunk:
+                chunks.append(chunk)
+                total += len(chunk)
+                if total > MAX_TEXT_BYTES:
+                    raise TextError(f"{name}: expands beyond {MAX_TEXT_BYTES >> 30} GiB, more than this app reads")
+                chunk = inflater.decompress(inflater.unconsumed_tail, MAX_TEXT_BYTES + 1 - total)
+    except zlib.error as error:
+        raise TextError(f"{name}: a damaged gzip file ({error})") from error
+    return b"".join(chunks)
+
+
+def as_utf8(data: bytes) -> bytes:
+    """UTF-16/32 text (by its BOM, or UTF-16 without one: NUL in every other byte) re-encoded as UTF-8;
+    a UTF-8 BOM dropped; anything else unchanged."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return data[len(bom) :].decode(encoding, errors="replace").encode("utf-8")
+    if data.startswith(codecs.BOM_UTF8):
+        return data[len(codecs.BOM_UTF8) :]
+    sample = data[:4096]
+    if len(sample) >= 8 and sample[1::2].count(0) > 0.9 * len(sample[1::2]):
+        return data.decode("utf-16-le", errors="replace").encode("utf-8")
+    if len(sample) >= 8 and sample[0::2].count(0) > 0.9 * len(sample[0::2]):
+        return data.decode("utf-16-be", errors="replace").encode("utf-8")
+    return data
+
+
+def decode_line(raw: bytes) -> str:
+    """UTF-8 where valid, else Windows-1252 (BOLD's other encoding), else Latin-1 (never fails); control
+    characters other than tab and line ends removed."""
+    for encoding in ("utf-8", "cp1252"):
+        try:
+            return _CONTROL.sub("", raw.decode(encoding))
+        except UnicodeDecodeError:
+            continue
+    return _CONTROL.sub("", raw.decode("latin-1"))
+
+
+def read_text(path: str | Path) -> str:
+    """A whole text file (FASTA, raw sequences) with ``\\n`` line ends, in any of the encodings above."""
+    return normalise_newlines(decode_line(read_bytes(path)))
+
+
+def normalise_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
