@@ -184,7 +184,7 @@ def _build_library(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             progress=_progress_bars(),
         )
-    except (LibraryError, UnknownFormatError, FileNotFoundError, ValueError) as error:
+    except (LibraryError, UnknownFormatError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(json.dumps(library.summary(), indent=2))
@@ -201,7 +201,7 @@ def _add_to_library(args: argparse.Namespace) -> int:
         library, duplicates = add_to_library(
             args.library, model, result.records, sources=[source_facts(result)], progress=_progress_bars()
         )
-    except (LibraryError, UnknownFormatError, FileNotFoundError, ValueError) as error:
+    except (LibraryError, UnknownFormatError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if duplicates:
@@ -236,7 +236,7 @@ def _identify(args: argparse.Namespace) -> int:
             progress=_progress_bars(),
         )
         written = write_results(results, args.out, library, model)
-    except (LibraryError, FileNotFoundError, ValueError) as error:
+    except (LibraryError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     failed = sum(bool(r.error) for r in results)
@@ -270,7 +270,7 @@ def _recalibrate(args: argparse.Namespace) -> int:
     try:
         model = _library_model(Library.open(args.library), args.model)
         library = recalibrate(args.library, model, progress=_progress_bars())
-    except (LibraryError, FileNotFoundError, ValueError) as error:
+    except (LibraryError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(json.dumps(library.facts["calibration"].get("dna->dna", library.facts["calibration"]), indent=2)[:2000])

@@ -53,9 +53,12 @@ def home(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("workspace")
     previous = os.environ.get("CLIBD_HOME")
     os.environ["CLIBD_HOME"] = str(root)
+    # The tests' own folders are a data root, as an operator lists the lab's data folders.
+    os.environ["CLIBD_DATA_ROOTS"] = str(tmp_path_factory.getbasetemp())
     if (DEMO_LIBRARY / "CURRENT").exists():
         Workspace(root).set_active(DEMO_LIBRARY)
     yield root
+    os.environ.pop("CLIBD_DATA_ROOTS")
     if previous is None:
         os.environ.pop("CLIBD_HOME")
     else:

@@ -83,14 +83,17 @@ class Library:
         """Open the live version; ``with_indexes=False`` reads only facts and metadata (for listings)."""
         path = Path(path)
         version_dir = _current_version(path)
-        facts = _read_facts(version_dir)
-        metadata = pd.read_parquet(version_dir / "metadata.parquet")
+        facts = _read_file(version_dir / "library.json", _read_facts)
+        metadata = _read_file(version_dir / "metadata.parquet", pd.read_parquet)
         library = cls(path, version_dir, facts, metadata)
         for modality in facts["modalities"] if with_indexes else ():
-            library.indexes[modality] = faiss.read_index(str(version_dir / f"{modality}.faiss"))
-            library.rows[modality] = np.load(version_dir / f"{modality}_rows.npy")
-            if isinstance(library.indexes[modality], faiss.IndexHNSW):
-                library.indexes[modality].hnsw.efSearch = HNSW_EF_SEARCH
+            index = _read_file(version_dir / f"{modality}.faiss", lambda file: faiss.read_index(str(file)))
+            library.rows[modality] = _read_file(version_dir / f"{modality}_rows.npy", np.load)
+            if index.ntotal != len(library.rows[modality]):
+                raise LibraryError(f"{version_dir / f'{modality}.faiss'} does not match its rows file: damaged")
+            if isinstance(index, faiss.IndexHNSW):
+                index.hnsw.efSearch = HNSW_EF_SEARCH
+            library.indexes[modality] = index
         return library
 
     def column(self, name: str) -> np.ndarray:
@@ -428,13 +431,39 @@ def _write_version(
 ) -> Library:
     """Write a complete version beside the live one, then switch ``CURRENT`` to it atomically; files of
     the previous version matching the glob ``keep`` are copied into it."""
-    from clibd_core.library.calibration import calibrate  # calibration searches libraries: import late
-
     path.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(path)
     number = 1 + max((int(p.name[1:]) for p in path.glob("v[0-9]*") if p.name[1:].isdigit()), default=0)
     staging = path / f".tmp-v{number:06d}-{os.getpid()}"
     staging.mkdir()
+    try:
+        _stage(path, staging, model, facts, metadata, new, previous, progress, keep)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # a full disk gets its space back at once
+        raise
+    final = path / f"v{number:06d}"
+    os.replace(staging, final)
+    pointer = path / f".{CURRENT}.{os.getpid()}"
+    pointer.write_text(final.name)
+    os.replace(pointer, path / CURRENT)  # the commit point
+    _remove_leftovers(path)
+    return Library.open(path)
+
+
+def _stage(
+    path: Path,
+    staging: Path,
+    model,
+    facts: dict,
+    metadata: pd.DataFrame,
+    new: _Embedded,
+    previous: Library | None,
+    progress: Progress,
+    keep: str,
+) -> None:
+    """Every file of the new version, written into ``staging``."""
+    from clibd_core.library.calibration import calibrate  # calibration searches libraries: import late
+
     modalities = sorted({*(previous.modalities if previous else []), *new.vectors})
     indexes, rows, index_facts = {}, {}, {}
     for modality in modalities:
@@ -442,7 +471,7 @@ def _write_version(
         index, old_rows = _index_with(previous, modality, new.vectors.get(modality))
         indexes[modality] = index
         rows[modality] = np.concatenate([old_rows, new.rows.get(modality, [])]).astype(np.int64)
-        faiss.write_index(index, str(staging / f"{modality}.faiss"))
+        _write_index(index, staging / f"{modality}.faiss")
         np.save(staging / f"{modality}_rows.npy", rows[modality])
         index_facts[modality] = {"type": type(index).__name__, "vectors": int(index.ntotal), "dim": int(index.d)}
         if isinstance(index, faiss.IndexHNSW):
@@ -468,13 +497,14 @@ def _write_version(
     facts["domain"] = _domains(facts, staged, new.image_features)
     write_json(staging / "library.json", facts)
     fsync_tree(staging)
-    final = path / f"v{number:06d}"
-    os.replace(staging, final)
-    pointer = path / f".{CURRENT}.{os.getpid()}"
-    pointer.write_text(final.name)
-    os.replace(pointer, path / CURRENT)  # the commit point
-    _remove_leftovers(path)
-    return Library.open(path)
+
+
+def _write_index(index: faiss.Index, file: Path) -> None:
+    """FAISS reports a failed write (a full disk) as a RuntimeError; it is an OSError like any other."""
+    try:
+        faiss.write_index(index, str(file))
+    except RuntimeError as error:
+        raise OSError(f"could not write {file}: {str(error).rsplit(': ', 1)[-1]}") from error
 
 
 def _domains(facts: dict, library: Library, image_features: np.ndarray | None) -> dict:
@@ -513,11 +543,24 @@ def _current_version(path: Path) -> Path:
     return version
 
 
-def _read_facts(version_dir: Path) -> dict:
-    facts = json.loads((version_dir / "library.json").read_text())
+def _read_facts(file: Path) -> dict:
+    facts = json.loads(file.read_text())
     if facts.get("format") != FORMAT or facts.get("format_version", 0) > FORMAT_VERSION:
-        raise LibraryError(f"{version_dir}: not a library this version of clibd reads ({facts.get('format')})")
+        raise LibraryError(f"{file.parent}: not a library this version of clibd reads ({facts.get('format')})")
     return facts
+
+
+def _read_file(file: Path, read: Callable[[Path], object]):
+    """``read(file)``, with any failure (missing, truncated, damaged) as a LibraryError naming the file."""
+    try:
+        return read(file)
+    except LibraryError:
+        raise
+    except Exception as error:  # noqa: BLE001 - FAISS, Arrow and NumPy each raise their own kinds
+        raise LibraryError(
+            f"{file} cannot be read ({type(error).__name__}: {str(error)[:200]}): the library is damaged; "
+            "rebuild it (clibd build-library --overwrite) or restore it from a backup"
+        ) from error
 
 
 def _remove_leftovers(path: Path) -> None:
