@@ -24,11 +24,12 @@ from PIL import Image
 
 from clibd_core.access import LOOPBACK, AccessError, allowed_roots, authenticator, confine
 from clibd_core.cli import FORMATS
-from clibd_core.data.uploads import IMAGE_SUFFIXES, collect_inputs
+from clibd_core.data.uploads import IMAGE_SUFFIXES, collect_inputs, data_root, unpack_tree
 from clibd_core.dna import inspect_barcode, to_acgtn
+from clibd_core.models.hub import DEFAULT_RELEASE, RELEASES
 from clibd_core.taxonomy import ALL_RANKS, RANKS
 from clibd_core.textio import read_text
-from clibd_core.train.jobs import abort_job, command_preview, current_job, start_job
+from clibd_core.train.jobs import abort_job, command_preview, current_job, resume_job, start_job
 from clibd_core.workspace import DEMO_LIBRARY, Workspace, load_cached_library, load_cached_model, safe_name
 
 if TYPE_CHECKING:
@@ -372,6 +373,42 @@ def start_training(name, *form) -> str:
     return f"started **{job['name']}** (process {job['pid']})"
 
 
+def read_photos(upload, path):
+    """A zip of labelled photos (unpacked into the workspace) or a server folder: what was read, per
+    species, and what was left out and why, before anything is trained."""
+    from clibd_core.data.sources import read_source
+
+    left_out = []
+    try:
+        if upload:
+            target = workspace().root / "uploads" / f"{safe_name(Path(upload).stem)}-{time.strftime('%Y%m%d-%H%M%S')}"
+            left_out = unpack_tree(Path(upload), target)
+            source = data_root(target)
+        elif server_path(path):
+            source = Path(server_path(path))
+        else:
+            raise gr.Error("upload a zip of labelled photos, or give a folder on this machine")
+        result = read_source(source)
+    except USER_ERRORS as error:
+        raise gr.Error(str(error)) from error
+    photos = pd.Series([r.taxonomy.species for r in result.records if r.has_image], dtype=object)
+    table = photos.value_counts().rename_axis("species").reset_index(name="photos")
+    skipped = [f"{item.row}: {item.reason}" for item in result.skipped] + left_out
+    note = (
+        f"read **{len(photos):,} photos of {len(table):,} species** from `{source}` ({result.format}); "
+        f"{len(skipped):,} left out" + "".join(f"\n- {line}" for line in skipped[:20])
+    )
+    return note, table, str(source), ["image", "text"]
+
+
+def resume_training() -> str:
+    try:
+        job = resume_job(workspace())
+    except USER_ERRORS as error:
+        raise gr.Error(str(error)) from error
+    return f"resumed **{job['name']}** from its last checkpoint (process {job['pid']})"
+
+
 def abort_training() -> str:
     return "abort requested: the job saves a checkpoint and stops" if abort_job(workspace()) else "no job is running"
 
@@ -497,6 +534,18 @@ def import_checkpoint(upload, path, name):
     return f"imported into `{out}`: build a library with it below", *library_tables()
 
 
+def fetch_official(release, progress=gr.Progress()):  # noqa: B008 - how Gradio injects progress
+    """Libraries → "Get the official CLIBD model": download, verify, import; offline, the manual steps."""
+    from clibd_core.models.hub import fetch_official_model
+
+    target = workspace().models_dir / safe_name(f"clibd-{release}")
+    try:
+        out = fetch_official_model(release, target, progress=lambda message: progress(0.5, desc=message))
+    except USER_ERRORS as error:  # HubUnavailableError is an OSError: offline, it says what to do by hand
+        raise gr.Error(str(error)) from error
+    return f"imported the official CLIBD model into `{out}`: build a library with it below", *library_tables()
+
+
 # -- layout --------------------------------------------------------------------------------------
 def build_app() -> gr.Blocks:
     with gr.Blocks(title=TITLE) as app:
@@ -596,6 +645,16 @@ def build_app() -> gr.Blocks:
             with gr.Row():
                 with gr.Column():
                     run_name = gr.Textbox(label="run name", placeholder="run-YYYYmmdd-HHMMSS")
+                    with gr.Accordion("Labelled photos of your own", open=True):
+                        photos_upload = gr.File(
+                            label="a zip: one folder per species (Genus_species/), or a CSV beside the images",
+                            file_types=[".zip"],
+                            type="filepath",
+                        )
+                        photos_path = gr.Textbox(label="…or a folder on this machine")
+                        read_button = gr.Button("Read the photos")
+                        photos_note = gr.Markdown()
+                        photos_table = gr.Dataframe(label="photos per species", max_height=240)
                     data = gr.Textbox(label="training data (path: BOLD TSV, FASTA, BIOSCAN-1M/5M, HDF5, folder)")
                     preset = gr.Dropdown(["lite", "paper"], value="lite", label="preset")
                     modalities = gr.CheckboxGroup(
@@ -606,7 +665,7 @@ def build_app() -> gr.Blocks:
                         batch_size = gr.Number(value=None, label="batch size (empty: the recipe's)", precision=0)
                         lr = gr.Number(value=None, label="learning rate (0 or empty: the preset's)")
                     freeze = gr.CheckboxGroup(
-                        ["image_backbone", "text_backbone"], value=["image_backbone", "text_backbone"], label="frozen"
+                        ["image_backbone", "text_backbone"], value=[], label="frozen (none ticked: the recipe's)"
                     )
                     init_from = gr.Dropdown(
                         choices=[],
@@ -617,6 +676,7 @@ def build_app() -> gr.Blocks:
                     with gr.Row():
                         start = gr.Button("Start", variant="primary")
                         abort = gr.Button("Abort")
+                        resume = gr.Button("Resume")
                 with gr.Column():
                     job_text = gr.Markdown()
                     loss_plot = gr.Plot(label="loss")
@@ -633,6 +693,13 @@ def build_app() -> gr.Blocks:
             app.load(preview, [run_name, *form], command, api_name=False)
             start.click(start_training, [run_name, *form], job_text, api_name="train_start")
             abort.click(abort_training, None, job_text, api_name="train_abort")
+            resume.click(resume_training, None, job_text, api_name="train_resume")
+            read_button.click(
+                read_photos,
+                [photos_upload, photos_path],
+                [photos_note, photos_table, data, modalities],
+                api_name="read_photos",
+            )
             timer = gr.Timer(2.0, active=False)  # polls only while the Train tab is open
             timer.tick(training_progress, None, [job_text, loss_plot, log_tail, evaluation, run_dir], api_name=False)
             gr.Button("Refresh", size="sm").click(
@@ -662,6 +729,10 @@ def build_app() -> gr.Blocks:
                 library_model = gr.Dropdown(label="model (empty: the active one)", choices=[], allow_custom_value=True)
                 build = gr.Button("Import")
             import_note = gr.Markdown()
+            gr.Markdown("### Get the official CLIBD model (Hugging Face `bioscan-ml/clibd`, needs internet)")
+            with gr.Row():
+                release = gr.Dropdown(list(RELEASES), value=DEFAULT_RELEASE, label="release")
+                fetch = gr.Button("Get the official CLIBD model")
             gr.Markdown("### Import an official CLIBD checkpoint (best.pth)")
             with gr.Row():
                 checkpoint_upload = gr.File(label="best.pth", type="filepath")
@@ -681,6 +752,7 @@ def build_app() -> gr.Blocks:
                 library_model,
                 api_name=False,
             )
+            fetch.click(fetch_official, [release], [import_note, *tables], api_name="fetch_official")
             checkpoint_go.click(
                 import_checkpoint,
                 [checkpoint_upload, checkpoint_path, checkpoint_name],

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-FORMATS = ("bold_tsv", "fasta", "bioscan_1m", "bioscan_5m", "clibd_hdf5", "image_folder")  # data.sources.READERS
+FORMATS = ("bold_tsv", "fasta", "bioscan_1m", "bioscan_5m", "clibd_hdf5", "image_folder", "species_folders")  # READERS
 
 
 def _check_barcodes(args: argparse.Namespace) -> int:
@@ -38,6 +38,19 @@ def _import_checkpoint(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"imported {args.checkpoint} -> {out}")
+    return 0
+
+
+def _fetch_official(args: argparse.Namespace) -> int:
+    from clibd_core.models.hub import fetch_official_model
+    from clibd_core.models.official import CheckpointError
+
+    try:
+        out = fetch_official_model(args.release, args.out, progress=lambda message: print(message, file=sys.stderr))
+    except (CheckpointError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"imported the official CLIBD model {args.release} -> {out}")
     return 0
 
 
@@ -378,6 +391,15 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("checkpoint", help="the released best.pth")
     importer.add_argument("out", help="model directory to write")
     importer.set_defaults(run=_import_checkpoint)
+
+    fetcher = commands.add_parser(
+        "fetch-official", help="download an official CLIBD checkpoint from Hugging Face and import it"
+    )
+    fetcher.add_argument("out", help="model directory to write")
+    fetcher.add_argument(
+        "--release", default="bioscan_5m/image_dna_text", help="dataset/towers, e.g. bioscan_1m/image_dna"
+    )
+    fetcher.set_defaults(run=_fetch_official)
 
     builder = commands.add_parser("build-library", help="embed a data source into a new reference library")
     builder.add_argument("--model", required=True, help="model or run directory")

@@ -7,7 +7,11 @@ decoder and softmax-mean pooling, and a plain BERT-small with all-position mean 
 
 from __future__ import annotations
 
+import hashlib
+import http.server
 import json
+import re
+import threading
 
 import numpy as np
 import pytest
@@ -20,6 +24,7 @@ from transformers import BertConfig, BertForMaskedLM, BertModel, BertTokenizerFa
 
 from clibd_core import import_official_checkpoint, load_model
 from clibd_core.dna import BarcodeBertTokenizer
+from clibd_core.models.hub import DEFAULT_RELEASE, RELEASES, HubUnavailableError, fetch_official_model
 from clibd_core.models.official import CheckpointError
 from clibd_core.models.text import minilm_dir
 from tests.conftest import OFFICIAL_KEYS, require
@@ -156,3 +161,87 @@ def test_malformed_checkpoints_are_refused_with_the_offending_tensors(official_s
     (tmp_path / "d.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="weights-only"):
         import_official_checkpoint(tmp_path / "d.pth", tmp_path / "d")
+
+
+class FakeHub(http.server.BaseHTTPRequestHandler):
+    """Stands in for huggingface.co: serves ``files`` under /{repo}/resolve/main/, with the LFS headers
+    the hub sends (commit, ETag = SHA-256, size), byte ranges, and a first transfer cut halfway."""
+
+    files: dict[str, bytes] = {}
+    etags: dict[str, str] = {}
+    cut_next = True
+
+    def log_message(self, *args) -> None:  # quiet
+        return None
+
+    def _start(self, include_body: bool) -> None:
+        name = self.path.split("/resolve/main/", 1)[-1]
+        if name not in self.files:
+            self.send_response(404)
+            self.end_headers()
+            return
+        data = self.files[name]
+        start = int(re.match(r"bytes=(\d+)-", self.headers.get("Range", "bytes=0-")).group(1))
+        self.send_response(206 if start else 200)
+        self.send_header("X-Repo-Commit", "a" * 40)
+        self.send_header("ETag", f'"{self.etags[name]}"')
+        self.send_header("X-Linked-Etag", f'"{self.etags[name]}"')
+        self.send_header("X-Linked-Size", str(len(data)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Length", str(len(data) - start))
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.end_headers()
+        if include_body:
+            body = data[start:]
+            if FakeHub.cut_next:  # the connection drops halfway through the first transfer
+                FakeHub.cut_next = False
+                self.wfile.write(body[: len(body) // 2])
+                self.close_connection = True
+                return
+            self.wfile.write(body)
+
+    def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+        self._start(include_body=False)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._start(include_body=True)
+
+
+@pytest.fixture()
+def fake_hub(official_state, tmp_path, monkeypatch):
+    best = tmp_path / "served.pth"
+    torch.save(official_state, best)
+    name = RELEASES[DEFAULT_RELEASE]
+    FakeHub.files = {name: best.read_bytes()}
+    FakeHub.etags = {name: hashlib.sha256(FakeHub.files[name]).hexdigest()}
+    FakeHub.cut_next = True
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    yield FakeHub
+    server.shutdown()
+
+
+def test_the_official_model_is_fetched_resumed_checked_and_imported(fake_hub, imported, tmp_path):
+    steps = []
+    out = fetch_official_model(DEFAULT_RELEASE, tmp_path / "clibd", progress=steps.append)
+    assert not fake_hub.cut_next  # the first transfer was cut; the download resumed and completed
+    assert any("resumes" in step for step in steps) and "checking the file's SHA-256" in steps
+    assert load_model(out, device="cpu").fingerprint == imported.fingerprint
+
+
+def test_a_download_whose_checksum_differs_is_refused(fake_hub, tmp_path):
+    name = RELEASES[DEFAULT_RELEASE]
+    fake_hub.etags[name] = "0" * 64
+    with pytest.raises(CheckpointError, match="does not match"):
+        fetch_official_model(DEFAULT_RELEASE, tmp_path / "clibd")
+    assert not (tmp_path / "clibd").exists() and not list((tmp_path / "cache").rglob("*.pth"))
+
+
+def test_offline_the_fetch_says_so_with_the_manual_steps(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(HubUnavailableError, match="clibd import-checkpoint"):
+        fetch_official_model(DEFAULT_RELEASE, tmp_path / "clibd")

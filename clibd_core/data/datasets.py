@@ -56,3 +56,23 @@ class BatchListSampler(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         return len(self.batches)
+
+
+def balanced_batches(labels: Sequence[str], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """An epoch of class-balanced batches: as many draws as items, each label equally likely, items of a
+    label in turn (reshuffled per pass); a pure function of its arguments, like :func:`epoch_batches`."""
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    members: dict[str, list[int]] = {}
+    for index, label in enumerate(labels):
+        members.setdefault(label, []).append(index)
+    names = sorted(members)
+    picks = torch.randint(len(names), (len(labels),), generator=generator).tolist()
+    queues: dict[str, list[int]] = {}
+    order = []
+    for pick in picks:
+        name = names[pick]
+        if not queues.get(name):
+            group = members[name]
+            queues[name] = [group[i] for i in torch.randperm(len(group), generator=generator).tolist()]
+        order.append(queues[name].pop())
+    return [order[start : start + batch_size] for start in range(0, len(order) - batch_size + 1, batch_size)]

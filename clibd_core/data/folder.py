@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 from clibd_core.data.records import ReadResult, Record, Skipped
+from clibd_core.data.uploads import IMAGE_SUFFIXES
 from clibd_core.dna import BarcodeError, clean_sequence
 from clibd_core.taxonomy import ALL_RANKS, Taxonomy
 from clibd_core.textio import decode_line, normalise_newlines, read_bytes
@@ -84,6 +85,52 @@ def read_image_folder(csv_path: str | Path, image_dir: str | Path | None = None)
                 split=row.get("split") or None,
                 country=row.get("country") or None,
                 source=f"{csv_path}:{number}",
+            )
+        )
+    return result
+
+
+def is_species_folders(path: Path) -> bool:
+    """A folder without a CSV/TSV of its own whose sub-folders hold images (torchvision's ImageFolder)."""
+    if not path.is_dir() or any(path.glob("*.csv")) or any(path.glob("*.tsv")):
+        return False
+    return any(f.suffix.lower() in IMAGE_SUFFIXES for f in path.glob("*/*")) or any(
+        f.suffix.lower() in IMAGE_SUFFIXES for f in path.glob("*/*/*/*")
+    )
+
+
+def read_species_folders(root: str | Path) -> ReadResult:
+    """Records from one sub-folder per species (``Genus_species/`` or ``Genus species/``), optionally
+    inside ``Order/Family/`` folders; the folder names give the taxonomy, the file names the ids."""
+    root = Path(root)
+    result = ReadResult(format="species_folders", source=str(root))
+    seen: set[str] = set()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = path.relative_to(root)
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            if not path.name.startswith("."):
+                result.skipped.append(Skipped(str(relative), "not an image file"))
+            continue
+        folders = relative.parts[:-1]
+        if len(folders) not in (1, 3):
+            result.skipped.append(
+                Skipped(str(relative), "not in a species folder (Genus_species/ or Order/Family/Genus_species/)")
+            )
+            continue
+        species = " ".join(folders[-1].replace("_", " ").split())
+        record_id = f"{folders[-1]}/{path.stem}"
+        if record_id in seen:
+            result.skipped.append(Skipped(str(relative), f"duplicate id {record_id}"))
+            continue
+        seen.add(record_id)
+        order, family = folders[:2] if len(folders) == 3 else (None, None)
+        genus = species.split()[0] if len(species.split()) > 1 else None
+        result.records.append(
+            Record(
+                id=record_id,
+                taxonomy=Taxonomy.from_values(order=order, family=family, genus=genus, species=species),
+                image=str(path),
+                source=str(relative),
             )
         )
     return result

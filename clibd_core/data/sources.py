@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from clibd_core.data.bioscan import (
@@ -12,7 +13,7 @@ from clibd_core.data.bioscan import (
     read_clibd_hdf5,
 )
 from clibd_core.data.bold import read_bold_tsv, read_fasta
-from clibd_core.data.folder import find_file_column, read_image_folder
+from clibd_core.data.folder import find_file_column, is_species_folders, read_image_folder, read_species_folders
 from clibd_core.data.records import ReadResult
 from clibd_core.fileio import file_sha256
 from clibd_core.textio import decode_line, read_bytes
@@ -25,6 +26,7 @@ READERS = {
     "bioscan_5m": read_bioscan_5m,
     "clibd_hdf5": read_clibd_hdf5,
     "image_folder": read_image_folder,
+    "species_folders": read_species_folders,
 }
 
 
@@ -50,7 +52,10 @@ def _metadata_file(path: Path) -> Path:
 
 
 def detect_format(path: str | Path) -> str:
-    """``bold_tsv``, ``fasta``, ``bioscan_1m``, ``bioscan_5m``, ``clibd_hdf5`` or ``image_folder``, from content."""
+    """``bold_tsv``, ``fasta``, ``bioscan_1m``, ``bioscan_5m``, ``clibd_hdf5``, ``image_folder`` or
+    ``species_folders``, from content."""
+    if is_species_folders(Path(path)):
+        return "species_folders"
     path = _metadata_file(Path(path))
     with open(path, "rb") as handle:
         if handle.read(8) == HDF5_MAGIC:
@@ -83,16 +88,21 @@ def read_source(path: str | Path, fmt: str | None = None) -> ReadResult:
     fmt = fmt or detect_format(path)
     if fmt not in READERS:
         raise UnknownFormatError(f"unknown format '{fmt}': choose one of {', '.join(READERS)}")
-    return READERS[fmt](_metadata_file(path))
+    return READERS[fmt](path if fmt == "species_folders" else _metadata_file(path))
 
 
 def source_facts(result: ReadResult) -> dict:
     """Provenance of a read source for a library: where, what format, the file's hash, the counts."""
-    metadata = _metadata_file(Path(result.source))
+    source = Path(result.source)
+    if result.format == "species_folders":  # no metadata file: a hash of what the folders hold
+        listing = "\n".join(f"{r.source}\t{Path(r.image).stat().st_size}" for r in result.records)
+        digest = hashlib.sha256(listing.encode()).hexdigest()
+    else:
+        digest = file_sha256(_metadata_file(source))
     return {
-        "path": str(Path(result.source).resolve()),
+        "path": str(source.resolve()),
         "format": result.format,
-        "sha256": file_sha256(metadata),
+        "sha256": digest,
         "records": len(result.records),
         "skipped": len(result.skipped),
     }

@@ -82,3 +82,27 @@ def _counts(records: list[Record]) -> dict[str, int]:
     for record in records:
         counts[record.split or "none"] += 1
     return dict(sorted(counts.items()))
+
+
+PHOTO_VAL_SHARE = 0.15
+
+
+def assign_photo_splits(records: list[Record], seed: int = 0, val_share: float = PHOTO_VAL_SHARE) -> dict[str, int]:
+    """A lab's labelled photos: every species is trained on. ``val_share`` of each species' records (one
+    at least, for species with three or more) validate; the rest, and records without a species, train.
+    A source's own split column is kept. The user's own held-out photos are the test."""
+    if any(record.split for record in records):
+        return _counts(records)
+    rng = random.Random(seed)
+    by_species: dict[str, list[Record]] = defaultdict(list)
+    for record in records:
+        record.split = "train"
+        if record.taxonomy.species != MISSING:
+            by_species[record.taxonomy.species].append(record)
+    for species in sorted(by_species):
+        members = sorted(by_species[species], key=lambda r: r.id)
+        if len(members) >= 3:
+            rng.shuffle(members)
+            for record in members[: max(1, round(val_share * len(members)))]:
+                record.split = "val"
+    return _counts(records)

@@ -71,17 +71,27 @@ def eval_transform(preset: str) -> T.Compose:
     )
 
 
-def train_transform(preset: str) -> T.Compose:
-    """CLIBD's augmentation (resize 256, random-resized crop 224, both flips, ±45° rotation), then the
-    preset's tensor conversion."""
-    augment = [
-        T.Resize(256),
-        T.RandomResizedCrop(224),
-        T.RandomHorizontalFlip(),
-        T.RandomVerticalFlip(),
-        T.RandomRotation(45),
-    ]
-    return T.Compose(augment + eval_transform(preset).transforms[2:])
+def train_transform(preset: str, augment: str = "clibd") -> T.Compose:
+    """``clibd``: the paper's augmentation (resize 256, random-resized crop 224, both flips, ±45°
+    rotation), for top-down specimen images; ``photos``: what lab photos need (random-resized crops of
+    35-100 %, horizontal flip, ±15° rotation, colour jitter for lighting and camera). Then the preset's
+    tensor conversion."""
+    steps = {
+        "clibd": [
+            T.Resize(256),
+            T.RandomResizedCrop(224),
+            T.RandomHorizontalFlip(),
+            T.RandomVerticalFlip(),
+            T.RandomRotation(45),
+        ],
+        "photos": [
+            T.RandomResizedCrop(224, scale=(0.35, 1.0), interpolation=T.InterpolationMode.BICUBIC),
+            T.RandomHorizontalFlip(),
+            T.RandomRotation(15),
+            T.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.03),
+        ],
+    }[augment]
+    return T.Compose(steps + eval_transform(preset).transforms[2:])
 
 
 def random_barcode_window(sequence: str, probability: float = 0.5, min_fraction: float = 0.6) -> str:

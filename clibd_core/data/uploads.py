@@ -83,3 +83,44 @@ def _unpack(archive: Path, folder: Path, inputs: Inputs, texts: list[str]) -> No
                     inputs.images.append(target)
     except zipfile.BadZipFile:
         inputs.skipped.append(f"{archive.name}: not a readable zip file")
+
+
+def unpack_tree(archive: Path, folder: Path) -> list[str]:
+    """A zip of labelled photos unpacked with its folders kept (species folders, or a CSV beside its
+    images) into ``folder``; returns what was left out and why. A member that would land outside
+    ``folder`` (absolute, ``..``), hidden files and folders (``__MACOSX``) and archives whose declared
+    size or member count is too large are refused before anything is expanded."""
+    left_out = []
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            members = [m for m in bundle.infolist() if not m.is_dir()]
+            declared = sum(member.file_size for member in members)
+            if len(members) > MAX_MEMBERS or declared > MAX_UNPACKED_BYTES:
+                raise ValueError(
+                    f"{archive.name}: {len(members)} files expanding to {declared / 2**30:.1f} GiB, more than "
+                    f"{MAX_MEMBERS} files or {MAX_UNPACKED_BYTES >> 30} GiB"
+                )
+            root = folder.resolve()
+            for member in members:
+                parts = Path(member.filename.replace("\\", "/")).parts
+                if not parts or member.filename.startswith("/") or any(
+                    p in ("..", "") or p.startswith(".") or p == "__MACOSX" for p in parts
+                ):
+                    left_out.append(f"{member.filename}: hidden, or a path outside the archive")
+                    continue
+                target = root.joinpath(*parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(bundle.read(member))
+    except zipfile.BadZipFile as error:
+        raise ValueError(f"{archive.name}: not a readable zip file") from error
+    return left_out
+
+
+def data_root(folder: Path) -> Path:
+    """The folder that holds the data: archives often wrap everything in one top folder."""
+    children = [c for c in folder.iterdir() if not c.name.startswith(".")]
+    if len(children) == 1 and children[0].is_dir() and not any(
+        f.suffix.lower() in IMAGE_SUFFIXES for f in children[0].iterdir()
+    ):
+        return data_root(children[0])
+    return folder

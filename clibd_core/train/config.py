@@ -11,15 +11,35 @@ import yaml
 from clibd_core.config import MODALITIES
 
 FREEZABLE = ("image_backbone", "text_backbone")
-# Defaults of epochs and batch size by preset and by whether photos are trained (docs/TRAINING.md says
-# how each was measured): the lite barcode recipe is bench/real_dna.py's (2 epochs at batch 256 beat
-# blastn on real BOLD barcodes; a third epoch changed nothing).
-RECIPES = {("lite", "barcodes"): {"epochs": 2, "batch_size": 256}}
+# Defaults by preset and by whether photos are trained (docs/TRAINING.md says how each was measured);
+# a setting given in a config file or a flag wins. The lite barcode recipe is bench/real_dna.py's
+# (2 epochs at batch 256 beat blastn on real BOLD barcodes; a third epoch changed nothing). The lite photo
+# recipe is bench/real_photos.py's: the whole ImageNet backbone fine-tuned (the frozen one holds real
+# photos down), photo augmentation, class-balanced batches, every photo's taxon against all the
+# training taxa (no same-species negatives), a validation share of every species, early stopping.
+RECIPES = {
+    ("lite", "barcodes"): {"epochs": 2, "batch_size": 256},
+    ("lite", "photos"): {
+        "epochs": 10,
+        "batch_size": 32,
+        "lr": 5e-4,
+        "freeze": ["text_backbone"],
+        "loss": "taxonomy",
+        "split": "photos",
+        "balanced": True,
+        "patience": 3,
+        "augment": "photos",
+        "mixed_precision": "bf16",
+    },
+}
 GENERAL_RECIPE = {"epochs": 10, "batch_size": 64}
+DEFAULTS = {"loss": "clibd", "split": "clibd", "balanced": False, "patience": 0, "augment": "clibd"}
 
 
 def recipe(preset: str, modalities: list[str]) -> dict:
-    return RECIPES.get((preset, "photos" if "image" in modalities else "barcodes"), GENERAL_RECIPE)
+    """The recipe for photos without barcodes, barcodes without photos, or (general) both."""
+    kind = {(True, False): "photos", (False, True): "barcodes"}.get(("image" in modalities, "dna" in modalities))
+    return RECIPES.get((preset, kind), GENERAL_RECIPE)
 
 
 @dataclass
@@ -44,31 +64,34 @@ class TrainConfig:
     num_workers: int = 0
     checkpoint_every: int = 100  # steps between "last" checkpoints (and at every epoch end)
     max_steps: int | None = None  # stop early (tests, smoke runs)
-    mixed_precision: str = "auto"  # bf16 on GPU, fp32 on CPU
+    mixed_precision: str | None = None  # auto: bf16 on GPU, fp32 on CPU (the photo recipe: bf16 on both)
     dna_crop: float | None = None  # probability of training on a random partial window of a barcode
+    loss: str | None = None  # clibd: the paper's batch contrastive loss; taxonomy: each item vs all taxa
+    split: str | None = None  # clibd: the paper's seen/unseen protocol; photos: a val share of every species
+    balanced: bool | None = None  # class-balanced batches (species drawn equally often)
+    patience: int | None = None  # stop after this many validations without improvement (0: never)
+    augment: str | None = None  # clibd: the paper's image augmentation; photos: crops, flip, colour jitter
 
     def resolved(self) -> TrainConfig:
-        """Fill the defaults: epochs and batch size from the recipe (RECIPES); ``paper`` follows CLIBD
-        (5e-5, scaled by batch/500); ``lite`` trains small towers from scratch on CPU (1e-3, unscaled,
-        ImageNet and MiniLM backbones frozen, half the barcodes cut to a random partial window)."""
-        freeze = self.freeze if self.freeze is not None else ([] if self.preset == "paper" else list(FREEZABLE))
-        unknown = sorted(set(freeze) - set(FREEZABLE))
+        """Every unset setting filled: first from the recipe (RECIPES), then per preset: ``paper`` follows
+        CLIBD (5e-5, scaled by batch/500, nothing frozen); ``lite`` trains small towers from scratch on CPU
+        (1e-3, unscaled, ImageNet and MiniLM backbones frozen, half the barcodes cut to a random partial
+        window)."""
+        paper = self.preset == "paper"
+        per_preset = {
+            "lr": 5e-5 if paper else 1e-3,
+            "scale_lr": paper,
+            "freeze": [] if paper else list(FREEZABLE),
+            "dna_crop": 0.0 if paper else 0.5,
+            "mixed_precision": "auto",
+            **DEFAULTS,
+        }
+        given = {key: value for key, value in asdict(self).items() if value is not None}
+        filled = {**per_preset, **recipe(self.preset, self.modalities), **given}
+        unknown = sorted(set(filled["freeze"]) - set(FREEZABLE))
         if unknown:
             raise ValueError(f"cannot freeze {unknown}: choose from {FREEZABLE}")
-        paper = self.preset == "paper"
-        defaults = recipe(self.preset, self.modalities)
-        return TrainConfig(
-            **{
-                **asdict(self),
-                "epochs": self.epochs or defaults["epochs"],
-                "batch_size": self.batch_size or defaults["batch_size"],
-                "lr": self.lr if self.lr is not None else (5e-5 if paper else 1e-3),
-                "scale_lr": self.scale_lr if self.scale_lr is not None else paper,
-                "modalities": [m for m in MODALITIES if m in self.modalities],
-                "freeze": freeze,
-                "dna_crop": self.dna_crop if self.dna_crop is not None else (0.0 if paper else 0.5),
-            }
-        )
+        return TrainConfig(**{**filled, "modalities": [m for m in MODALITIES if m in self.modalities]})
 
     def peak_lr(self) -> float:
         return self.lr * (self.batch_size / 500 if self.scale_lr else 1.0)

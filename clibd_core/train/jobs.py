@@ -89,10 +89,27 @@ def start_job(workspace: Workspace, settings: dict, name: str) -> dict:
     if run_dir.exists():
         raise WorkspaceError(f"a run named {name} exists: choose another name")
     run_dir.mkdir(parents=True)
+    return _launch(workspace, settings, name, run_dir, resume=False)
+
+
+def resume_job(workspace: Workspace) -> dict:
+    """Continue the last job from its last checkpoint (after Abort, a crash or a restart of the machine)."""
+    job = current_job(workspace)
+    if job is None:
+        raise WorkspaceError("there is no training job to resume")
+    if job["running"]:
+        raise WorkspaceError(f"{job['name']} is still running")
+    run_dir = Path(job["run_dir"])
+    if job["status"].get("state") == "finished" or not (run_dir / "last" / "training_state.pt").is_file():
+        raise WorkspaceError(f"{job['name']} has no checkpoint to resume ({job['status'].get('state')})")
+    return _launch(workspace, job["settings"], job["name"], run_dir, resume=True)
+
+
+def _launch(workspace: Workspace, settings: dict, name: str, run_dir: Path, resume: bool) -> dict:
     log = run_dir / LOG_FILE
-    with open(log, "w") as handle:
+    with open(log, "a") as handle:
         process = subprocess.Popen(
-            [sys.executable, "-m", "clibd_core.cli", *train_arguments(settings, run_dir)],
+            [sys.executable, "-m", "clibd_core.cli", *train_arguments(settings, run_dir), *(["--resume"] * resume)],
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # the job outlives a page reload and is not killed with the app's group
@@ -103,7 +120,7 @@ def start_job(workspace: Workspace, settings: dict, name: str) -> dict:
         "run_dir": str(run_dir),
         "log": str(log),
         "settings": settings,
-        "command": command_preview(settings, workspace, name),
+        "command": command_preview(settings, workspace, name) + (" --resume" if resume else ""),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     write_json(workspace.root / JOB_FILE, job)

@@ -16,7 +16,7 @@ import json
 import signal
 import time
 import traceback
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +27,10 @@ from accelerate.utils import DistributedDataParallelKwargs
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from clibd_core.data.datasets import BatchListSampler, ImageDataset, epoch_batches, shard
+from clibd_core.data.datasets import BatchListSampler, ImageDataset, balanced_batches, epoch_batches, shard
 from clibd_core.data.records import Record
 from clibd_core.data.sources import read_source
-from clibd_core.data.splits import KEY_SPLITS, assign_splits
+from clibd_core.data.splits import KEY_SPLITS, assign_photo_splits, assign_splits
 from clibd_core.data.transforms import eval_transform, random_barcode_window, train_transform
 from clibd_core.evaluate import evaluate_records, markdown_table, mean_top1, record_texts
 from clibd_core.fileio import atomic_directory, write_json
@@ -60,10 +60,19 @@ class _StopFlag:
         self.requested = True
 
 
-def _records(source: str, split_seed: int) -> list[Record]:
+def _records(source: str, split_seed: int, split: str = "clibd") -> list[Record]:
     records = read_source(source).records
-    assign_splits(records, seed=split_seed)
+    (assign_photo_splits if split == "photos" else assign_splits)(records, seed=split_seed)
     return records
+
+
+def _evaluation_pool(eval_pool: list[Record], train_records: list[Record], split: str) -> list[Record]:
+    """Validation queries and their keys: the paper's key splits, or (photos) the training photos
+    themselves, as the library built from them will hold."""
+    queries = [r for r in eval_pool if r.split in EVAL_SPLITS]
+    if split != "photos":
+        return queries
+    return queries + [replace(r, split="key_seen") for r in train_records]
 
 
 def _usable(record: Record, modalities: list[str]) -> bool:
@@ -133,11 +142,15 @@ class FeatureCache:
     def image(self, records: list[Record]) -> torch.Tensor | None:
         return None if self.images is None else self.images[[self.image_rows[r.source] for r in records]]
 
-    def text(self, records: list[Record]) -> torch.Tensor | None:
-        return None if self.texts is None else self.texts[[self.text_rows[t] for t in record_texts(records)]]
+    def text(self, texts: list[str]) -> torch.Tensor | None:
+        return None if self.texts is None else self.texts[[self.text_rows[t] for t in texts]]
 
 
-def _inputs(model: CLIBDModel, records: list[Record], cache: FeatureCache, pixels, config: TrainConfig) -> dict:
+def _inputs(
+    model: CLIBDModel, records: list[Record], cache: FeatureCache, pixels, config: TrainConfig, texts: list[str]
+) -> dict:
+    """The batch's inputs; ``texts``: the taxonomy texts to embed (the batch's own, or with the taxonomy
+    loss every training taxon)."""
     modalities = config.modalities
     inputs: dict[str, object] = {}
     if "image" in modalities:
@@ -146,11 +159,20 @@ def _inputs(model: CLIBDModel, records: list[Record], cache: FeatureCache, pixel
     if "dna" in modalities:
         inputs["dna"] = model.dna_batch([random_barcode_window(r.barcode, config.dna_crop) for r in records])
     if "text" in modalities:
-        cached = cache.text(records)
-        inputs.update(
-            {"text_backbone": cached} if cached is not None else {"text": model.text_batch(record_texts(records))}
-        )
+        cached = cache.text(texts)
+        inputs.update({"text_backbone": cached} if cached is not None else {"text": model.text_batch(texts)})
     return inputs
+
+
+def _loss(features: dict, model: CLIBDModel, config: TrainConfig, targets: torch.Tensor | None):
+    """CLIBD's loss over the batch, or (taxonomy) each photo's taxon among all training taxa: a softmax
+    over the text embeddings of every taxon, so photos of one species are never each other's negatives."""
+    features = {k: v.float() for k, v in features.items()}
+    if config.loss != "taxonomy":
+        return clibd_loss(features, model.logit_scale)
+    logits = model.logit_scale.exp() * features["image"] @ features["text"].T
+    loss = F.cross_entropy(logits, targets.to(logits.device))
+    return loss, {"image->taxa": loss.detach()}
 
 
 def record_encoder(model: CLIBDModel, cache: FeatureCache):
@@ -161,7 +183,7 @@ def record_encoder(model: CLIBDModel, cache: FeatureCache):
             if modality == "image" and cache.images is not None:
                 return F.normalize(model.image_encoder.proj(cache.image(records)), dim=-1).numpy()
             if modality == "text" and cache.texts is not None:
-                return F.normalize(model.language_encoder.proj(cache.text(records)), dim=-1).numpy()
+                return F.normalize(model.language_encoder.proj(cache.text(record_texts(records))), dim=-1).numpy()
         if modality == "image":
             return model.encode_images([r.load_image() for r in records])
         if modality == "dna":
@@ -215,10 +237,13 @@ def _train(config: TrainConfig, resume: bool, accelerator: Accelerator, monitor:
     run_dir, is_main = Path(config.out), accelerator.is_main_process
     stop = _StopFlag()
     torch.manual_seed(config.seed)
-    records = _records(config.data, config.split_seed)
-    eval_pool = _records(config.val, config.split_seed) if config.val else records
+    records = _records(config.data, config.split_seed, config.split)
+    eval_pool = _records(config.val, config.split_seed, config.split) if config.val else records
     train_records = [r for r in records if r.split in TRAIN_SPLITS and _usable(r, config.modalities)]
-    eval_records = [r for r in eval_pool if r.split in EVAL_SPLITS]
+    eval_records = _evaluation_pool(eval_pool, train_records, config.split)
+    train_texts = record_texts(train_records)
+    taxa = sorted(set(train_texts))  # the taxonomy loss's classes
+    taxon_of = {text: i for i, text in enumerate(taxa)}
     world = accelerator.num_processes
     if config.batch_size % world:
         raise ValueError(f"batch size {config.batch_size} does not divide among {world} processes")
@@ -239,13 +264,13 @@ def _train(config: TrainConfig, resume: bool, accelerator: Accelerator, monitor:
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.peak_lr(), total_steps=total_steps, pct_start=config.warmup, anneal_strategy="cos"
     )
-    step, best = 0, -1.0
+    step, best, stale = 0, -1.0, 0  # stale: validations since the best one (early stopping)
     if resume:
         state = torch.load(run_dir / "last" / TRAINING_STATE, map_location="cpu", weights_only=True)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
-        step, best = int(state["step"]), float(state["best"])
+        step, best, stale = int(state["step"]), float(state["best"]), int(state.get("stale", 0))
     ddp_model, optimizer = accelerator.prepare(model, optimizer)
     model = accelerator.unwrap_model(ddp_model)
     monitor.total_steps, monitor.first_step = total_steps, step
@@ -263,17 +288,22 @@ def _train(config: TrainConfig, resume: bool, accelerator: Accelerator, monitor:
                     "rng": torch.get_rng_state(),
                     "step": step,
                     "best": best,
+                    "stale": stale,
                 }
             _save(run_dir, name, model, config, state)
         accelerator.wait_for_everyone()
 
     while step < total_steps:
         epoch = step // steps_per_epoch
-        batches = epoch_batches(len(train_records), config.batch_size, config.seed, epoch)[step % steps_per_epoch :]
+        if config.balanced:
+            batches = balanced_batches(train_texts, config.batch_size, config.seed, epoch)
+        else:
+            batches = epoch_batches(len(train_records), config.batch_size, config.seed, epoch)
+        batches = batches[step % steps_per_epoch :]
         mine = [shard(batch, accelerator.process_index, world) for batch in batches]
         needs_pixels = "image" in config.modalities and cache.images is None
         loader = DataLoader(
-            ImageDataset(train_records, train_transform(config.preset)),
+            ImageDataset(train_records, train_transform(config.preset, config.augment)),
             batch_sampler=BatchListSampler(mine),
             num_workers=config.num_workers,
             generator=torch.Generator().manual_seed(config.seed * 7919 + epoch),  # leaves the global RNG alone
@@ -285,10 +315,11 @@ def _train(config: TrainConfig, resume: bool, accelerator: Accelerator, monitor:
             for part in frozen:
                 part.eval()
             batch_records = [train_records[i] for i in indices]
-            inputs = _inputs(model, batch_records, cache, next(pixels) if pixels else None, config)
+            texts = taxa if config.loss == "taxonomy" else record_texts(batch_records)
+            inputs = _inputs(model, batch_records, cache, next(pixels) if pixels else None, config, texts)
+            targets = torch.tensor([taxon_of[train_texts[i]] for i in indices])
             with accelerator.autocast():
-                features = ddp_model(inputs)
-                loss, pair_losses = clibd_loss({k: v.float() for k, v in features.items()}, model.logit_scale)
+                loss, pair_losses = _loss(ddp_model(inputs), model, config, targets)
             accelerator.backward(loss)
             optimizer.step()
             scheduler.step()
@@ -330,15 +361,23 @@ def _train(config: TrainConfig, resume: bool, accelerator: Accelerator, monitor:
                 score = mean_top1(results)
                 monitor.log({"type": "val", "step": step, "epoch": epoch, "score": score, "results": results})
                 if score > best:
-                    best = score
+                    best, stale = score, 0
                     _save(run_dir, "best", model, config)
+                else:
+                    stale += 1
                 monitor.update(best_score=best)
             checkpoint("last", with_state=True)
+            if config.patience and stale >= config.patience:
+                if is_main:
+                    monitor.log({"type": "early_stop", "step": step, "epoch": epoch, "best_score": best})
+                break
     progress.close()
     if is_main:
         final = load_model(run_dir / "best", device="cpu") if (run_dir / "best").is_dir() else model
+        has_test = any(r.split in ("test", "test_unseen") for r in records)  # photos: the user holds the test
+        stage = "test" if has_test else "val"
         test = evaluate_records(
-            records, record_encoder(final, cache), config.modalities, "test"
+            records if has_test else eval_records, record_encoder(final, cache), config.modalities, stage
         )  # frozen backbones: same cache
         write_json(run_dir / "results.json", test)
         (run_dir / "results.md").write_text(

@@ -1,0 +1,123 @@
+"""A lab's own labelled photos: the species-folder layout, the photo recipe on real photos, the Train tab."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import zipfile
+
+import pandas as pd
+import pytest
+import torch
+from gradio_client import Client, handle_file
+
+from clibd_core import build_model, load_model
+from clibd_core.data.datasets import balanced_batches
+from clibd_core.data.sources import read_source
+from clibd_core.data.splits import assign_photo_splits
+from clibd_core.data.uploads import data_root, unpack_tree
+from clibd_core.train.config import TrainConfig
+from clibd_core.train.loop import train
+from tests.conftest import SHARED, require
+
+LEEDS = SHARED / "data" / "leeds_butterflies"
+
+
+@pytest.fixture(scope="module")
+def labels() -> pd.DataFrame:
+    return pd.read_csv(require(LEEDS / "labels.csv"))
+
+
+def species_tree(labels: pd.DataFrame, root, per_species: int, species: int, nested: bool = False):
+    """Leeds photos laid out as a lab keeps them: one folder per species (optionally in Order/Family/)."""
+    for name, group in list(labels.groupby("species"))[:species]:
+        folder = root / (f"{group.iloc[0].order}/{group.iloc[0].family}/" if nested else "") / name.replace(" ", "_")
+        folder.mkdir(parents=True)
+        for file in group["file"].head(per_species):
+            shutil.copy(LEEDS / file, folder)
+    return root
+
+
+def test_species_folders_are_read_with_their_taxonomy(labels, tmp_path):
+    flat = read_source(species_tree(labels, tmp_path / "flat", 3, 2))
+    assert flat.format == "species_folders" and len(flat.records) == 6
+    assert {r.taxonomy.species for r in flat.records} == set(sorted(labels["species"].unique())[:2])
+    assert all(r.taxonomy.genus == r.taxonomy.species.split()[0] for r in flat.records)
+    nested = read_source(species_tree(labels, tmp_path / "nested", 2, 2, nested=True))
+    assert {(r.taxonomy.order, r.taxonomy.family) for r in nested.records} <= set(
+        zip(labels.order, labels.family, strict=True)
+    )
+    (tmp_path / "flat" / "notes.txt").write_text("not a photo")
+    assert any(s.reason == "not an image file" for s in read_source(tmp_path / "flat").skipped)
+
+
+def test_a_zip_of_photos_unpacks_with_its_folders_and_nothing_escapes(labels, tmp_path):
+    tree = species_tree(labels, tmp_path / "photos", 2, 2)
+    archive = tmp_path / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for file in tree.rglob("*.jpg"):
+            bundle.write(file, f"my_photos/{file.relative_to(tree)}")
+        bundle.writestr("../escape.jpg", b"x")
+        bundle.writestr("__MACOSX/._x.jpg", b"x")
+    left_out = unpack_tree(archive, tmp_path / "out")
+    assert len(left_out) == 2 and not (tmp_path / "escape.jpg").exists()
+    assert read_source(data_root(tmp_path / "out")).format == "species_folders"
+
+
+def test_photo_splits_keep_every_species_and_batches_are_balanced(labels, tmp_path):
+    records = read_source(species_tree(labels, tmp_path / "p", 10, 3)).records
+    assign_photo_splits(records)
+    for species in {r.taxonomy.species for r in records}:
+        splits = [r.split for r in records if r.taxonomy.species == species]
+        assert splits.count("val") == 2 and splits.count("train") == 8
+    labels_list = ["a"] * 90 + ["b"] * 10
+    drawn = [labels_list[i] for batch in balanced_batches(labels_list, 10, seed=0, epoch=0) for i in batch]
+    assert 0.35 <= drawn.count("b") / len(drawn) <= 0.65
+    assert balanced_batches(labels_list, 10, 0, 1) == balanced_batches(labels_list, 10, 0, 1)
+
+
+@pytest.mark.slow
+def test_the_photo_recipe_fine_tunes_the_backbone_and_names_held_out_photos(labels, tmp_path):
+    """Leeds cannot show the gain over the frozen backbone (ImageNet holds these butterflies: frozen
+    features already name 100 % of held-out photos, docs/BENCHMARKS.md); this checks that the recipe
+    really trains the backbone and stays right on photos it never trained on."""
+    data = species_tree(labels, tmp_path / "photos", 20, 4)
+    config = TrainConfig(data=str(data), out=str(tmp_path / "run"), modalities=["image", "text"], epochs=2).resolved()
+    assert config.freeze == ["text_backbone"] and config.loss == "taxonomy" and config.balanced
+    train(config)
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["image->image"]["species"]["seen"]["micro"] >= 0.9
+    trained = load_model(tmp_path / "run", device="cpu").image_encoder.backbone.state_dict()
+    imagenet = build_model("lite", ["image", "text"]).image_encoder.backbone.state_dict()
+    assert any(not torch.equal(trained[name], imagenet[name]) for name in imagenet if name.endswith("weight"))
+
+
+@pytest.mark.slow
+def test_a_photo_run_read_started_aborted_and_resumed_from_the_train_tab(labels, app_url, home, tmp_path):
+    tree = species_tree(labels, tmp_path / "photos", 12, 3)
+    archive = tmp_path / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for file in tree.rglob("*.jpg"):
+            bundle.write(file, str(file.relative_to(tree)))
+    client = Client(app_url, verbose=False)
+    note, table, data, modalities = client.predict(handle_file(str(archive)), "", api_name="/read_photos")
+    assert "36 photos of 3 species" in note and modalities == ["image", "text"]
+    assert sorted(row[1] for row in table["data"]) == [12, 12, 12]
+    form = [data, "lite", ["image", "text"], 3, 4, None, [], None]
+    while "running" in client.predict(api_name="/train_progress")[0]:
+        time.sleep(1)  # a job of another test
+    assert "started **photo-run**" in client.predict("photo-run", *form, api_name="/train_start")
+    deadline = time.time() + 120
+    while "step 0 of" in (text := client.predict(api_name="/train_progress")[0]) or "step" not in text:
+        assert time.time() < deadline, text
+        time.sleep(1)
+    client.predict(api_name="/train_abort")
+    while "cancelled" not in (text := client.predict(api_name="/train_progress")[0]):
+        assert time.time() < deadline, text
+        time.sleep(1)
+    assert "resumed **photo-run**" in client.predict(api_name="/train_resume")
+    while ": finished" not in (text := client.predict(api_name="/train_progress")[0]):
+        assert time.time() < deadline + 240 and "failed" not in text and "crashed" not in text, text
+        time.sleep(2)
+    assert (home / "runs" / "photo-run" / "best" / "config.json").is_file()
