@@ -8,6 +8,7 @@ from __future__ import annotations
 
 # Only light modules are imported here, so the page serves within seconds of starting; torch, FAISS and
 # the models are imported by the first request or by the warm-up thread started after launch.
+import base64
 import io
 import os
 import tempfile
@@ -77,7 +78,10 @@ def open_pair(pair: list | None):
 def pair_banner(pair: list | None) -> str:
     """What the active library covers, where its records come from, and what to do for other taxa."""
     library_path, model_path = active_pair(pair)
-    library = load_cached_library(library_path)
+    try:
+        library = load_cached_library(library_path)
+    except (*USER_ERRORS, OSError) as error:  # a damaged library: the page still opens, and says so
+        return f"⚠️ The library `{library_path}` cannot be opened: {error}. Choose another in the Libraries tab."
     summary = library.summary()
     demo = " — **a synthetic demo world, not real insects**" if library_path.resolve() == DEMO_LIBRARY.resolve() else ""
     orders = ", ".join(summary["orders"][:8]) + (" …" if len(summary["orders"]) > 8 else "")
@@ -101,6 +105,18 @@ def barcode_stripe(sequence: str, width: int = 900, height: int = 28) -> Image.I
     colours = np.array([BASE_COLOURS.get(base, (170, 170, 170)) for base in to_acgtn(sequence)], dtype=np.uint8)
     stripe = np.repeat(colours[None, :, :], height, axis=0)
     return Image.fromarray(stripe).resize((width, height), Image.NEAREST)
+
+
+def stripe_html(stripe: Image.Image) -> str:
+    """The stripe inline (a PNG data URI): no file to write, cache and fetch per answer (30 % of the
+    app's time per barcode answer went there, bench/app_concurrency.py)."""
+    buffer = io.BytesIO()
+    stripe.save(buffer, format="PNG")
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    return (
+        '<div class="barcode-stripe" title="barcode: A green, C blue, G orange, T red">'
+        f'<img alt="barcode stripe" src="data:image/png;base64,{encoded}" style="width:100%;height:28px"></div>'
+    )
 
 
 def lineage_rows(result: Identification) -> list[list]:
@@ -159,9 +175,9 @@ def gallery_items(result: Identification, library) -> list[tuple[Image.Image, st
 
 def detail_outputs(result: Identification | None, library, barcodes: dict[str, str]) -> tuple:
     if result is None:
-        return "", [], [], [], None
+        return "", [], [], [], ""
     sequence = barcodes.get(result.query_id)
-    stripe = barcode_stripe(sequence) if sequence else None
+    stripe = stripe_html(barcode_stripe(sequence)) if sequence else ""
     return (
         headline_markdown(result),
         lineage_rows(result),
@@ -586,7 +602,7 @@ def build_app() -> gr.Blocks:
                     headline = gr.Markdown()
                     chooser = gr.Dropdown(label="query", choices=[], interactive=True)
                     lineage = gr.Dataframe(headers=LINEAGE_HEADERS, label="lineage and confidence per rank")
-                    stripe = gr.Image(label="barcode (A green, C blue, G orange, T red)", height=60)
+                    stripe = gr.HTML(label="barcode (A green, C blue, G orange, T red)")
             neighbours = gr.Dataframe(headers=NEIGHBOUR_HEADERS, label="nearest references")
             gallery = gr.Gallery(label="nearest reference images", columns=6, height=260)
             all_results = gr.Dataframe(label="all queries")
@@ -810,11 +826,14 @@ def login_for(host: str):
     )
 
 
+def configure_queue(app: gr.Blocks) -> gr.Blocks:
+    return app.queue(default_concurrency_limit=2)
+
+
 def main() -> None:
     host = os.environ.get("CLIBD_HOST", "127.0.0.1")
     auth = login_for(host)
-    app = build_app()
-    app.queue(default_concurrency_limit=2)
+    app = configure_queue(build_app())
     threading.Timer(1.0, warm_up).start()  # after the server is up
     app.launch(
         server_name=host,

@@ -90,3 +90,13 @@ def test_a_damaged_library_file_is_named_and_other_libraries_still_work(small_li
     assert "cannot be read" in listed[str(damaged)]["error"]
     answer = identify(Library.open(small_library.path), model, [Query("q", barcode=records[0].barcode)])[0]
     assert answer.error is None and answer.ranks
+
+
+def test_the_page_opens_with_a_damaged_active_library_and_says_so(small_library, tmp_path):
+    from app import pair_banner
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(small_library.path, damaged)
+    next(damaged.glob("v*/library.json")).write_text("{ truncated")
+    banner = pair_banner([str(damaged), str(DEMO_MODEL)])
+    assert "cannot be opened" in banner and "library.json" in banner
