@@ -1,17 +1,21 @@
-"""The page in a real browser (Playwright driving Debian's chromium): drop a real BIOSCAN photo, paste a
-barcode, wait for the answer, open the map; screenshots go to docs/screenshots/ (shown in the README)."""
+"""The page in a real browser (Playwright driving Debian's chromium): a new user's first real barcode on
+the default library; then, on the demo, a dropped photo with a pasted barcode and the map. Screenshots go
+to a temporary folder, or to docs/screenshots/ (shown in the README) with CLIBD_SCREENSHOTS=1."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from clibd_core.workspace import DEMO_LIBRARY
+from clibd_core.library.store import Library
+from clibd_core.reference import DEFAULT_LIBRARY
+from clibd_core.workspace import DEMO_LIBRARY, Workspace
 
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 pytestmark = [
@@ -30,8 +34,31 @@ def browser():
         browser.close()
 
 
-def test_identify_a_dropped_photo_and_a_pasted_barcode_then_explore(browser, app_url, home, photo_dir):
-    (home / "active.json").unlink(missing_ok=True)  # new sessions start on the demo pair
+@pytest.fixture()
+def screenshots(tmp_path) -> Path:
+    return DOCS_SCREENSHOTS if os.environ.get("CLIBD_SCREENSHOTS") == "1" else tmp_path
+
+
+def test_a_new_user_names_a_real_barcode_from_the_default_library(browser, app_url, home, screenshots):
+    if not (DEFAULT_LIBRARY / "CURRENT").exists():
+        pytest.skip("the default library is not built (make test builds it)")
+    (home / "active.json").unlink(missing_ok=True)  # a new workspace opens on the real default
+    summary = Library.open(DEFAULT_LIBRARY, with_indexes=False).summary()
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(app_url)
+    page.get_by_text(f"{summary['records']:,} references of {summary['species_count']:,} species").wait_for(
+        timeout=60_000
+    )
+    page.get_by_text(">MEC291-04 full barcode").first.click()  # the first real BOLD example
+    page.get_by_role("button", name="Identify", exact=True).click()
+    page.get_by_text("Acleris chalybeana").first.wait_for(timeout=60_000)  # its species, named
+    assert page.get_by_text("Nearest BIN").count() >= 1
+    page.screenshot(path=str(screenshots / "identify_bold.png"), full_page=True)
+    page.close()
+
+
+def test_identify_a_dropped_photo_and_a_pasted_barcode_then_explore(browser, app_url, home, photo_dir, screenshots):
+    Workspace(home).set_active(DEMO_LIBRARY)  # the demo: images and barcodes of one world
     photo = sorted(photo_dir.glob("BIOUG*.jpg"))[0]
     barcode = pd.read_parquet(DEMO_LIBRARY.parent / "demo_queries.parquet")["barcode"].iloc[0]
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -45,18 +72,17 @@ def test_identify_a_dropped_photo_and_a_pasted_barcode_then_explore(browser, app
     page.get_by_text("Ranks are stated down to the deepest").wait_for(timeout=60_000)
     assert page.get_by_text("Image and barcode:").count() >= 1  # one specimen, both modalities
     assert page.get_by_text("nearest references").count() >= 1
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "identify.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "identify.png"), full_page=True)
 
     page.get_by_role("tab", name="Explore").click()
     page.get_by_role("button", name="Draw map").click()
     page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)
     page.locator(".js-plotly-plot .legendtext", has_text="query").first.wait_for(timeout=30_000)  # the star
     page.wait_for_timeout(1500)
-    page.screenshot(path=str(SCREENSHOTS / "explore.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "explore.png"), full_page=True)
 
     for tab in ("Train", "Libraries"):
         page.get_by_role("tab", name=tab).click()
         page.wait_for_timeout(1500)
-        page.screenshot(path=str(SCREENSHOTS / f"{tab.lower()}.png"), full_page=True)
+        page.screenshot(path=str(screenshots / f"{tab.lower()}.png"), full_page=True)
     page.close()

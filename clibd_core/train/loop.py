@@ -193,6 +193,12 @@ def record_encoder(model: CLIBDModel, cache: FeatureCache):
     return encode
 
 
+def bf16_autocast(config: TrainConfig, device: torch.device):
+    """bf16 autocast where the config asks for it (``auto``: on a GPU)."""
+    wanted = config.mixed_precision == "bf16" or (config.mixed_precision == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=wanted)
+
+
 def _save(run_dir: Path, name: str, model: CLIBDModel, config: TrainConfig, state: dict | None = None) -> None:
     """A model directory; frozen lite backbones are stored as references to their packages (small)."""
     leave_out = [p for p in config.freeze if config.preset == "lite" and PRETRAINED_PARTS[p][0] in config.modalities]
@@ -210,9 +216,9 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         cpu=not torch.cuda.is_available(),
         # the BERT pooler and BarcodeBERT's vocabulary bias take no part in the loss
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
-        mixed_precision=("bf16" if torch.cuda.is_available() else "no")
-        if config.mixed_precision == "auto"
-        else config.mixed_precision,
+        # bf16 is plain autocast (below): Accelerate's process-wide state would pin one precision for
+        # every run of a process; fp16 needs its gradient scaler.
+        mixed_precision="fp16" if config.mixed_precision == "fp16" else "no",
     )
     is_main = accelerator.is_main_process
     has_checkpoint = (run_dir / "last" / TRAINING_STATE).is_file()
@@ -318,7 +324,7 @@ def _train(config: TrainConfig, resume: bool, accelerator: Accelerator, monitor:
             texts = taxa if config.loss == "taxonomy" else record_texts(batch_records)
             inputs = _inputs(model, batch_records, cache, next(pixels) if pixels else None, config, texts)
             targets = torch.tensor([taxon_of[train_texts[i]] for i in indices])
-            with accelerator.autocast():
+            with accelerator.autocast(), bf16_autocast(config, accelerator.device):
                 loss, pair_losses = _loss(ddp_model(inputs), model, config, targets)
             accelerator.backward(loss)
             optimizer.step()
