@@ -21,7 +21,7 @@ from gradio_client import Client, handle_file
 
 from clibd_core.data.bold import read_bold_tsv
 from clibd_core.fileio import write_json
-from clibd_core.library.store import build_library
+from clibd_core.library.build import build_library
 from clibd_core.models.clibd import load_model
 from clibd_core.workspace import DEMO_MODEL
 

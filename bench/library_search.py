@@ -21,7 +21,7 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from clibd_core.library import store
+from clibd_core.library import build
 from clibd_core.library.store import Library, new_index
 
 DIM = 256
@@ -68,12 +68,12 @@ def open_time(n: int, rng: np.random.Generator, centres: np.ndarray) -> dict:
             "source": "bench",
         }
     )
-    embedded = store._Embedded(
+    embedded = build._Embedded(
         {"dna": vectors(n, centres, rng)}, {"dna": np.arange(n, dtype=np.int64)}, thumbnails={}, skipped=[]
     )
     with tempfile.TemporaryDirectory() as work:
         started = time.time()
-        store._write_version(
+        build._write_version(
             Path(work) / "lib", {"model_fingerprint": "bench"}, metadata, embedded, None, lambda *a: None
         )
         written = time.time() - started

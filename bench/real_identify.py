@@ -29,9 +29,10 @@ from sklearn.metrics import roc_auc_score
 from clibd_core.data.bold import read_bold_tsv
 from clibd_core.data.splits import assign_splits
 from clibd_core.evaluate import nearest_neighbours
+from clibd_core.library.build import build_library
 from clibd_core.library.calibration import partial_read
 from clibd_core.library.search import Query, identify
-from clibd_core.library.store import Library, build_library
+from clibd_core.library.store import Library
 from clibd_core.models.clibd import load_model
 from clibd_core.taxonomy import MISSING, RANKS
 

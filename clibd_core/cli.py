@@ -182,7 +182,8 @@ def _library_model(library, model_dir: str | None):
 
 def _build_library(args: argparse.Namespace) -> int:
     from clibd_core.data.sources import UnknownFormatError, source_facts
-    from clibd_core.library.store import LibraryError, build_library
+    from clibd_core.library.build import build_library
+    from clibd_core.library.store import LibraryError
     from clibd_core.models.clibd import load_model
 
     try:
@@ -206,7 +207,8 @@ def _build_library(args: argparse.Namespace) -> int:
 
 def _add_to_library(args: argparse.Namespace) -> int:
     from clibd_core.data.sources import UnknownFormatError, source_facts
-    from clibd_core.library.store import Library, LibraryError, add_to_library
+    from clibd_core.library.build import add_to_library
+    from clibd_core.library.store import Library, LibraryError
 
     try:
         model = _library_model(Library.open(args.library), args.model)
@@ -278,7 +280,8 @@ def _build_default(args: argparse.Namespace) -> int:
 
 
 def _recalibrate(args: argparse.Namespace) -> int:
-    from clibd_core.library.store import Library, LibraryError, recalibrate
+    from clibd_core.library.build import recalibrate
+    from clibd_core.library.store import Library, LibraryError
 
     try:
         model = _library_model(Library.open(args.library), args.model)

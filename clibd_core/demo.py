@@ -17,15 +17,17 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from clibd_core.data.records import record_texts
 from clibd_core.data.sources import read_source
 from clibd_core.data.synthetic import WorldConfig, generate_world
-from clibd_core.evaluate import evaluate_records, mean_results, record_texts, table_sections
+from clibd_core.encoding import FeatureCache, record_encoder
+from clibd_core.evaluate import evaluate_records, mean_results, table_sections
 from clibd_core.fileio import atomic_directory, write_json
+from clibd_core.library.build import build_library
 from clibd_core.library.projection import VIEWS, projection
-from clibd_core.library.store import build_library
 from clibd_core.models.clibd import build_model, load_model
 from clibd_core.train.config import TrainConfig
-from clibd_core.train.loop import FeatureCache, record_encoder, train
+from clibd_core.train.loop import train
 
 QUERY_SPLITS = ("val", "val_unseen", "test", "test_unseen")
 DEMO_LIBRARY_NAME = "Demo library (synthetic world, not real insects)"

@@ -15,7 +15,7 @@ import faiss
 import numpy as np
 
 from clibd_core.data.records import Record
-from clibd_core.taxonomy import MISSING, RANKS, Taxonomy, taxonomy_text
+from clibd_core.taxonomy import MISSING, RANKS, Taxonomy
 
 PAIRS = (("dna", "dna"), ("image", "image"), ("image", "dna"), ("image", "text"))
 QUERY_SPLITS = {"test": ("test", "test_unseen"), "val": ("val", "val_unseen")}
@@ -117,10 +117,6 @@ def _has(record: Record, modality: str) -> bool:
     return True  # every record has a taxonomy text
 
 
-def record_texts(records: Sequence[Record]) -> list[str]:
-    return [taxonomy_text(r.taxonomy) for r in records]
-
-
 def mean_top1(results: dict) -> float:
     """The model-selection score of the paper: the mean of all reported top-1 accuracies."""
     values = [
@@ -195,7 +191,7 @@ def novelty_auroc(
 
 def evaluate_model(model, records: Sequence[Record], stage: str = "test") -> dict:
     """`clibd evaluate`: the protocol table and the novelty AUROC for a model on split records."""
-    from clibd_core.train.loop import FeatureCache, record_encoder
+    from clibd_core.encoding import FeatureCache, record_encoder  # torch: only when a model is evaluated
 
     encode = record_encoder(model, FeatureCache(model, [], [], 0))
     modalities = model.config.modalities

@@ -48,7 +48,7 @@ def build_default_library(progress=None, force: bool = False) -> Path:
     """Build (or rebuild) the default library; returns its path. Skips a current one unless ``force``."""
     from clibd_core.data.bold import read_bold_tsv
     from clibd_core.data.sources import source_facts
-    from clibd_core.library.store import build_library
+    from clibd_core.library.build import build_library
     from clibd_core.models.clibd import load_model
 
     if not force and default_library_is_current():

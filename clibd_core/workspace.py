@@ -149,7 +149,7 @@ class Workspace:
         without one, barcodes only (BOLD, FASTA) are embedded by the real BOLD DNA model and anything
         with images by the active model."""
         from clibd_core.data.sources import read_source, source_facts
-        from clibd_core.library.store import build_library
+        from clibd_core.library.build import build_library
 
         target = self.libraries_dir / safe_name(name)
         if target.exists():

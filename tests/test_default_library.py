@@ -14,9 +14,10 @@ import pytest
 
 from clibd_core.data.bold import read_bold_tsv
 from clibd_core.data.folder import read_image_folder
+from clibd_core.library.build import build_library
 from clibd_core.library.calibration import partial_read
 from clibd_core.library.search import OUT_OF_DOMAIN_MESSAGE, UNSUPPORTED_CAP, Query, identify
-from clibd_core.library.store import Library, build_library
+from clibd_core.library.store import Library
 from clibd_core.models.clibd import load_model
 from clibd_core.reference import (
     DEFAULT_LIBRARY,

@@ -20,6 +20,7 @@ from clibd_core.data.records import Record
 from clibd_core.data.sources import read_source
 from clibd_core.data.synthetic import WorldConfig, generate_world
 from clibd_core.evaluate import novelty_auroc
+from clibd_core.library.build import add_to_library, build_library
 from clibd_core.library.calibration import _logistic
 from clibd_core.library.identity import percent_identity
 from clibd_core.library.results import read_results, write_results
@@ -36,7 +37,7 @@ from clibd_core.library.search import (
     make_monotone,
     rank_votes,
 )
-from clibd_core.library.store import Library, LibraryError, ModelMismatchError, add_to_library, build_library
+from clibd_core.library.store import Library, LibraryError, ModelMismatchError
 from clibd_core.reference import DEMO_MODEL
 from clibd_core.taxonomy import RANKS, Taxonomy
 

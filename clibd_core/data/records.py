@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
 
 from clibd_core.data.transforms import open_image
-from clibd_core.taxonomy import MISSING, Taxonomy
+from clibd_core.taxonomy import MISSING, Taxonomy, taxonomy_text
 
 
 @dataclass(frozen=True)
@@ -90,3 +91,8 @@ class ReadResult:
             "splits": dict(sorted(Counter(r.split for r in self.records if r.split).items())),
             "skipped": [{"row": s.row, "reason": s.reason} for s in self.skipped],
         }
+
+
+def record_texts(records: Sequence[Record]) -> list[str]:
+    """Each record's taxonomy text, as the text tower reads it."""
+    return [taxonomy_text(r.taxonomy) for r in records]
