@@ -12,7 +12,8 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -271,13 +272,40 @@ def _write_version(
     path.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(path)
     number = 1 + max((int(p.name[1:]) for p in path.glob("v[0-9]*") if p.name[1:].isdigit()), default=0)
-    staging = path / f".tmp-v{number:06d}-{os.getpid()}"
-    staging.mkdir()
-    try:
-        _stage(path, staging, model, facts, metadata, new, previous, progress, keep)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)  # a full disk gets its space back at once
-        raise
+    with _staging(path / f".tmp-v{number:06d}-{os.getpid()}") as staging:
+        modalities = sorted({*(previous.modalities if previous else []), *new.vectors})
+        indexes, rows, index_facts = {}, {}, {}
+        for modality in modalities:
+            progress(f"indexing {modality}", 0, 1)
+            index, old_rows = _index_with(previous, modality, new.vectors.get(modality))
+            indexes[modality] = index
+            rows[modality] = np.concatenate([old_rows, new.rows.get(modality, [])]).astype(np.int64)
+            _write_index(index, staging / f"{modality}.faiss")
+            np.save(staging / f"{modality}_rows.npy", rows[modality])
+            index_facts[modality] = {"type": type(index).__name__, "vectors": int(index.ntotal), "dim": int(index.d)}
+            if isinstance(index, faiss.IndexHNSW):
+                index_facts[modality].update(M=HNSW_M, efConstruction=HNSW_EF_CONSTRUCTION, efSearch=HNSW_EF_SEARCH)
+        metadata.to_parquet(staging / "metadata.parquet", index=False)
+        _write_thumbnails(staging, previous, new.thumbnails)
+        for cached in previous.version_dir.glob(keep) if previous and keep else ():
+            shutil.copy2(cached, staging / cached.name)
+        facts = {
+            **facts,
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "modalities": modalities,
+            "records": len(metadata),
+            "index": index_facts,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "skipped": [*(previous.facts.get("skipped", []) if previous else []), *new.skipped],
+            "versions": _versions(),
+        }
+        progress("calibrating confidence", 0, 1)
+        staged = Library(path, staging, facts, metadata, indexes, rows)
+        facts["calibration"] = calibrate(staged, model)
+        facts["domain"] = _domains(facts, staged, new.image_features)
+        write_json(staging / "library.json", facts)
+        fsync_tree(staging)
     final = path / f"v{number:06d}"
     os.replace(staging, final)
     pointer = path / f".{CURRENT}.{os.getpid()}"
@@ -287,51 +315,15 @@ def _write_version(
     return Library.open(path)
 
 
-def _stage(
-    path: Path,
-    staging: Path,
-    model,
-    facts: dict,
-    metadata: pd.DataFrame,
-    new: _Embedded,
-    previous: Library | None,
-    progress: Progress,
-    keep: str,
-) -> None:
-    """Every file of the new version, written into ``staging``."""
-    modalities = sorted({*(previous.modalities if previous else []), *new.vectors})
-    indexes, rows, index_facts = {}, {}, {}
-    for modality in modalities:
-        progress(f"indexing {modality}", 0, 1)
-        index, old_rows = _index_with(previous, modality, new.vectors.get(modality))
-        indexes[modality] = index
-        rows[modality] = np.concatenate([old_rows, new.rows.get(modality, [])]).astype(np.int64)
-        _write_index(index, staging / f"{modality}.faiss")
-        np.save(staging / f"{modality}_rows.npy", rows[modality])
-        index_facts[modality] = {"type": type(index).__name__, "vectors": int(index.ntotal), "dim": int(index.d)}
-        if isinstance(index, faiss.IndexHNSW):
-            index_facts[modality].update(M=HNSW_M, efConstruction=HNSW_EF_CONSTRUCTION, efSearch=HNSW_EF_SEARCH)
-    metadata.to_parquet(staging / "metadata.parquet", index=False)
-    _write_thumbnails(staging, previous, new.thumbnails)
-    for cached in previous.version_dir.glob(keep) if previous and keep else ():
-        shutil.copy2(cached, staging / cached.name)
-    facts = {
-        **facts,
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "modalities": modalities,
-        "records": len(metadata),
-        "index": index_facts,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "skipped": [*(previous.facts.get("skipped", []) if previous else []), *new.skipped],
-        "versions": _versions(),
-    }
-    progress("calibrating confidence", 0, 1)
-    staged = Library(path, staging, facts, metadata, indexes, rows)
-    facts["calibration"] = calibrate(staged, model)
-    facts["domain"] = _domains(facts, staged, new.image_features)
-    write_json(staging / "library.json", facts)
-    fsync_tree(staging)
+@contextmanager
+def _staging(staging: Path) -> Iterator[Path]:
+    """A fresh staging folder, removed if anything fails inside (a full disk gets its space back)."""
+    staging.mkdir()
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def _write_index(index: faiss.Index, file: Path) -> None:
