@@ -122,7 +122,7 @@ def _train(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, overrides)
         status = train(config, resume=args.resume)
-    except (ValueError, RunExistsError, FileNotFoundError) as error:
+    except (ValueError, RunExistsError, OSError) as error:  # OSError: e.g. a full disk at a checkpoint
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"{status['state']} at step {status.get('step')} -> {config.out}")

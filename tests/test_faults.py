@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import resource
 import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
+import torch
 
 from clibd_core.data.sources import read_source
 from clibd_core.data.synthetic import WorldConfig, generate_world
@@ -101,3 +104,23 @@ def test_the_page_opens_with_a_damaged_active_library_and_says_so(small_library,
     next(damaged.glob("v*/library.json")).write_text("{ truncated")
     banner = pair_banner([str(damaged), str(DEMO_MODEL)])
     assert "cannot be opened" in banner and "library.json" in banner
+
+
+def test_a_full_disk_at_a_training_checkpoint_keeps_the_last_one_resumable(world, tmp_path):
+    run = tmp_path / "run"
+    train = [sys.executable, "-m", "clibd_core.cli", "train", "--data", str(world), "--out", str(run)]
+    train += ["--modalities", "dna,text", "--batch-size", "8", "--max-steps", "6", "--checkpoint-every", "2"]
+    first = subprocess.Popen(train, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not (run / "status.json").exists() or json.loads((run / "status.json").read_text()).get("step", 0) < 2:
+        assert first.poll() is None, "the run ended before it was stopped"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGTERM)  # stopped with a checkpoint, as Abort does
+    assert first.wait(timeout=120) == 0
+    saved = torch.load(run / "last" / "training_state.pt", weights_only=True)["step"]
+    failed = subprocess.run([*train, "--resume"], capture_output=True, text=True, preexec_fn=limited_to(256 * 1024))
+    assert failed.returncode == 2 and "error:" in failed.stderr and "Traceback" not in failed.stderr
+    assert json.loads((run / "status.json").read_text())["state"] == "failed"
+    assert torch.load(run / "last" / "training_state.pt", weights_only=True)["step"] == saved  # intact
+    resumed = subprocess.run([*train, "--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-500:]
+    assert json.loads((run / "status.json").read_text())["state"] == "finished"

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -221,7 +222,10 @@ class CLIBDModel(nn.Module):
                 "sha256": tensors_sha256(left_out),
             }
             state = kept
-        save_file(state, str(directory / WEIGHTS_FILE))
+        try:
+            save_file(state, str(directory / WEIGHTS_FILE))
+        except SafetensorError as error:  # a full disk is an OSError like any other write failure
+            raise OSError(f"could not write {directory / WEIGHTS_FILE}: {error}") from error
         if "text" in self.config.modalities:
             shutil.copyfile(self.vocab_file, directory / VOCAB_FILE)
         self.fingerprint = file_sha256(directory / WEIGHTS_FILE)
