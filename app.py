@@ -235,7 +235,7 @@ def show_query(query_id, state, pair):
 def run_batch(files, k, taxon, country, pair, progress=gr.Progress()):  # noqa: B008 - how Gradio injects progress
     """A zip/folder of images or a multi-FASTA of thousands of sequences, in chunks (Cancel stops
     between chunks); the table grows as chunks finish; downloads carry provenance."""
-    from clibd_core.library.results import embeddings_table, write_results
+    from clibd_core.library.results import write_bundle, write_results
     from clibd_core.library.search import identify, queries_from, results_table
 
     library, model = open_pair(pair)
@@ -263,10 +263,8 @@ def run_batch(files, k, taxon, country, pair, progress=gr.Progress()):  # noqa: 
             raise gr.Error(str(error)) from error
         yield results_table(results), None, f"{len(results):,} of {len(queries):,} identified\n{notes}"
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    written = write_results(results, work / f"clibd-results-{stamp}.csv", library, model)
-    written += write_results(results, work / f"clibd-results-{stamp}.parquet", library, model)[:1]
-    embeddings_table(results).to_parquet(work / f"clibd-embeddings-{stamp}.parquet", index=False)
-    written.append(work / f"clibd-embeddings-{stamp}.parquet")
+    written = write_bundle(results, work / f"clibd-results-{stamp}.csv", library, model)  # as `clibd identify`
+    written += write_results(results, work / f"clibd-results-{stamp}.parquet", library, model)
     failed = sum(bool(r.error) for r in results)
     summary = f"done: {len(results) - failed:,} identified, {failed:,} with errors (see the error column)\n{notes}"
     yield results_table(results), [str(p) for p in written], summary

@@ -227,7 +227,7 @@ def _add_to_library(args: argparse.Namespace) -> int:
 
 def _identify(args: argparse.Namespace) -> int:
     from clibd_core.data.uploads import IMAGE_SUFFIXES
-    from clibd_core.library.results import write_results
+    from clibd_core.library.results import write_bundle
     from clibd_core.library.search import identify, queries_from
     from clibd_core.library.store import Library, LibraryError
     from clibd_core.textio import read_text
@@ -250,7 +250,7 @@ def _identify(args: argparse.Namespace) -> int:
             country=args.country,
             progress=_progress_bars(),
         )
-        written = write_results(results, args.out, library, model)
+        written = write_bundle(results, args.out, library, model)
     except (LibraryError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -441,7 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="match images against the library's images or its barcodes (auto: images if any)",
     )
-    identifier.add_argument("--out", required=True, help="results CSV (neighbours go to *.neighbours.csv)")
+    identifier.add_argument(
+        "--out",
+        required=True,
+        help="results CSV or .parquet (neighbours go to *.neighbours.*, query embeddings to *.embeddings.parquet)",
+    )
     identifier.set_defaults(run=_identify)
 
     evaluator = commands.add_parser("evaluate", help="the paper's protocol (+ novelty AUROC) for a model on data")

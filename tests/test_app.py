@@ -113,7 +113,7 @@ def test_batch_of_barcodes_and_a_zip_of_images(client, demo_queries, reference_p
     assert len(table["data"]) == 153
     assert "left out photos.zip/notes.docx" in note
     files = {Path(f).suffix: Path(f) for f in downloads if "embeddings" not in f and "neighbours" not in f}
-    assert len(downloads) == 4  # results CSV + its neighbours CSV, results Parquet, embeddings Parquet
+    assert len(downloads) == 5  # results and neighbours as CSV and as Parquet, embeddings Parquet
     results = pd.read_csv(files[".csv"], comment="#")
     assert results["error"].fillna("").str.len().gt(0).sum() == 1
     assert files[".csv"].read_text().startswith("# model_fingerprint:")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import pandas as pd
 import pytest
 
 from clibd_core import build_model, load_model
@@ -400,6 +401,8 @@ def test_cli_builds_and_identifies_with_both_kinds_of_query(world, records, tmp_
     assert out.read_text().startswith("# model_fingerprint: ")
     neighbours = read_results(tmp_path / "results.neighbours.csv")
     assert (neighbours["query_id"] == records[1].id).sum() == 10
+    embeddings = pd.read_parquet(tmp_path / "results.embeddings.parquet")  # as the app's Batch writes them
+    assert list(embeddings.columns[:2]) == ["uuid", "emb"] and records[1].id in set(embeddings["uuid"])
 
 
 def test_parquet_results_carry_provenance(library, model, records, tmp_path):

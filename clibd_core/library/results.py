@@ -1,5 +1,6 @@
 """Identification results as files: CSV (provenance as leading ``#`` lines) or Parquet (provenance in
-the file's key-value metadata), with the top-k neighbours in a second file beside the first."""
+the file's key-value metadata), with the top-k neighbours in a second file beside the first and the query
+embeddings in a third (:func:`write_bundle`, what the CLI and the app both write)."""
 
 from __future__ import annotations
 
@@ -90,3 +91,21 @@ def read_results(path: str | Path) -> pd.DataFrame:
     """Read a results file written by :func:`write_results` (the ``#`` lines are skipped)."""
     path = Path(path)
     return pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path, comment="#")
+
+
+def write_bundle(results: Sequence[Identification], path: str | Path, library: Library, model) -> list[Path]:
+    """Everything one identification run produces, as the CLI and the app's Batch both write it: the
+    results and neighbours tables (CSV or Parquet by ``path``'s suffix, provenance inside), and the query
+    embeddings as Parquet (emb-explorer layout) beside them."""
+    path = Path(path)
+    written = write_results(results, path, library, model)
+    embeddings = path.with_name(f"{path.stem}.embeddings.parquet")
+    handle, temporary = tempfile.mkstemp(prefix=f".{embeddings.name}.", dir=path.parent)
+    os.close(handle)
+    try:
+        embeddings_table(results).to_parquet(temporary, index=False)
+        os.replace(temporary, embeddings)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return [*written, embeddings]
