@@ -3,11 +3,17 @@
 For each query the k nearest references of the library vote at every rank, each vote weighted by
 ``exp((score - best score) / tau)``: the cosine similarity of the embeddings, or for barcode queries
 the percent identity of a real alignment (library/identity.py), which reranks the candidates the
-embedding found. The winner's vote share and the best score go through a logistic model fitted per
-rank on the library itself (library/calibration.py) to give the confidence shown to the user; the
-deepest rank whose confidence reaches ``CONFIDENT`` (with every rank above it also reaching it) is the
-headline. A second logistic model on the best score (and identity) flags queries whose species is
-probably absent from the library. Bad queries get an error on their own row, never a failed batch.
+embedding found. The votes descend from order to species inside the winning taxon (one lineage path).
+The winner's vote share and the best score go through a logistic model fitted per rank on the library
+itself (library/calibration.py) to give the confidence shown to the user; then the honesty rules: a
+deeper rank is never more confident than the one above it, and every rank is capped at
+``UNSUPPORTED_CAP`` (with the reason) when the library could not be calibrated, when the query lies
+outside the library's domain (library/domain.py) or when its evidence is weaker than any the calibration
+saw. The deepest rank whose confidence reaches ``CONFIDENT`` (with every rank above it too) is the
+headline. A second logistic model on the best identity (or similarity) flags queries whose species is
+probably absent from the library, as does an identity below the named species' own spread; those are
+answered by models fitted on absent species and never named at species. Bad queries get an error on
+their own row, never a failed batch.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ TAU_IDENTITY = 1.0  # vote temperature on percent identity
 EMBEDDING_ONLY = "dna->dna:embedding"  # calibration of barcode answers without alignment
 NOVEL_MESSAGE = "no close reference: possibly undescribed, or a species missing from the library"
 OUT_OF_DOMAIN_MESSAGE = (
-    "this query is unlike anything in the library (outside the range of its references' embeddings): "
+    "this query is unlike anything in the library (far outside where its references' features lie): "
     "its model was probably never trained on such data, so no rank is stated"
 )
 UNSUPPORTED_CAP = 0.3  # the most confidence any rank keeps when the calibration cannot back it
