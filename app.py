@@ -40,7 +40,9 @@ TITLE = "CLIBD insect identification"
 MAX_UPLOAD = "500mb"
 BATCH_CHUNK = 128
 BASE_COLOURS = {"A": (46, 160, 67), "C": (31, 111, 235), "G": (240, 160, 30), "T": (210, 50, 50)}
-USER_ERRORS = (ValueError, FileNotFoundError)  # bad input: LibraryError, WorkspaceError, CheckpointError, ...
+# Shown to the user as a message: bad input (LibraryError, CheckpointError, ...) and files that are
+# missing or damaged, a full disk, an offline hub (HubUnavailableError).
+USER_ERRORS = (ValueError, OSError)
 LINEAGE_HEADERS = ["rank", "name", "confidence", "vote share"]
 NEIGHBOUR_HEADERS = ["#", "id", *RANKS, "similarity", "identity %"]
 EXAMPLES = Path(__file__).resolve().parent / "assets" / "examples" / "bold_barcodes.fasta"
@@ -80,7 +82,7 @@ def pair_banner(pair: list | None) -> str:
     library_path, model_path = active_pair(pair)
     try:
         library = load_cached_library(library_path)
-    except (*USER_ERRORS, OSError) as error:  # a damaged library: the page still opens, and says so
+    except USER_ERRORS as error:  # a damaged library: the page still opens, and says so
         return f"⚠️ The library `{library_path}` cannot be opened: {error}. Choose another in the Libraries tab."
     summary = library.summary()
     demo = " — **a synthetic demo world, not real insects**" if library_path.resolve() == DEMO_LIBRARY.resolve() else ""
@@ -398,8 +400,8 @@ def read_photos(upload, path):
             target = workspace().root / "uploads" / f"{safe_name(Path(upload).stem)}-{time.strftime('%Y%m%d-%H%M%S')}"
             left_out = unpack_tree(Path(upload), target)
             source = data_root(target)
-        elif server_path(path):
-            source = Path(server_path(path))
+        elif folder := server_path(path):
+            source = Path(folder)
         else:
             raise gr.Error("upload a zip of labelled photos, or give a folder on this machine")
         result = read_source(source)

@@ -275,7 +275,7 @@ def _build_default(args: argparse.Namespace) -> int:
         print(f"the default library is built: {DEFAULT_LIBRARY}")
         return 0
     print("building the default library: real BOLD insect barcodes (once per machine, a few minutes)")
-    print(json.dumps(_summary(build_default_library(_progress_bars(), force=True)), indent=2))
+    print(json.dumps(_summary(build_default_library(_progress_bars())), indent=2))
     return 0
 
 

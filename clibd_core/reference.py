@@ -44,15 +44,13 @@ def default_library_is_current() -> bool:
     return library.fingerprint == model and source_sha == [file_sha256(DEFAULT_SOURCE)]
 
 
-def build_default_library(progress=None, force: bool = False) -> Path:
-    """Build (or rebuild) the default library; returns its path. Skips a current one unless ``force``."""
+def build_default_library(progress=None) -> Path:
+    """Build (or rebuild) the default library; returns its path (`clibd build-default` skips a current one)."""
     from clibd_core.data.bold import read_bold_tsv
     from clibd_core.data.sources import source_facts
     from clibd_core.library.build import build_library
     from clibd_core.models.clibd import load_model
 
-    if not force and default_library_is_current():
-        return DEFAULT_LIBRARY
     result = read_bold_tsv(DEFAULT_SOURCE)
     facts = {**source_facts(result), "path": "reference_db/bold/bold_insects_dev.tsv.gz"}
     kwargs = {"progress": progress} if progress else {}

@@ -12,6 +12,7 @@ from gradio_client.exceptions import AuthenticationError
 from app import build_app, login_for
 from clibd_core.access import AccessError, add_user, allowed_roots, authenticator, confine, read_users, verify_password
 from clibd_core.cli import main as clibd
+from tests.test_dna import COI
 
 
 def test_passwords_are_stored_hashed_and_verified(tmp_path):
@@ -90,6 +91,7 @@ def test_a_served_app_asks_for_a_login(tmp_path, home):
         with pytest.raises(ValueError, match="Could not login"):
             Client(f"http://127.0.0.1:{port}/", auth=("ana", "wrong horse"), verbose=False)
         client = Client(f"http://127.0.0.1:{port}/", auth=("ana", "correct horse"), verbose=False)
-        assert client.predict(api_name="/train_progress")[0] == "No training job yet."
+        answer = client.predict([], ">logged_in\n" + COI, None, 10, "", "", "auto", api_name="/identify")
+        assert answer[0].startswith("## logged_in")
     finally:
         app.close()

@@ -53,18 +53,27 @@ def _as_fasta(text: str, number: int) -> str:
     return stripped if stripped.startswith(">") or not stripped else f">sequence_{number + 1}\n{stripped}"
 
 
+def _members(bundle: zipfile.ZipFile, archive: Path) -> list[zipfile.ZipInfo]:
+    """The archive's files, if their number and declared size are within the limits: a zip bomb is
+    refused by its declared size, before anything expands."""
+    members = [m for m in bundle.infolist() if not m.is_dir()]
+    if len(members) > MAX_MEMBERS:
+        raise ValueError(f"{archive.name}: {len(members)} files, more than {MAX_MEMBERS}; split it")
+    declared = sum(member.file_size for member in members)
+    if declared > MAX_UNPACKED_BYTES:
+        raise ValueError(
+            f"{archive.name}: expands to {declared / 2**30:.1f} GiB, more than {MAX_UNPACKED_BYTES >> 30} GiB"
+        )
+    return members
+
+
 def _unpack(archive: Path, folder: Path, inputs: Inputs, texts: list[str]) -> None:
     try:
         with zipfile.ZipFile(archive) as bundle:
-            members = [m for m in bundle.infolist() if not m.is_dir()]
-            if len(members) > MAX_MEMBERS:
-                inputs.skipped.append(f"{archive.name}: {len(members)} files, more than {MAX_MEMBERS}; split it")
-                return
-            declared = sum(member.file_size for member in members)
-            if declared > MAX_UNPACKED_BYTES:  # a zip bomb is refused by its declared size, before expanding
-                inputs.skipped.append(
-                    f"{archive.name}: expands to {declared / 2**30:.1f} GiB, more than {MAX_UNPACKED_BYTES >> 30} GiB"
-                )
+            try:
+                members = _members(bundle, archive)
+            except ValueError as error:
+                inputs.skipped.append(str(error))
                 return
             folder.mkdir(parents=True, exist_ok=True)
             for number, member in enumerate(members):
@@ -93,18 +102,13 @@ def unpack_tree(archive: Path, folder: Path) -> list[str]:
     left_out = []
     try:
         with zipfile.ZipFile(archive) as bundle:
-            members = [m for m in bundle.infolist() if not m.is_dir()]
-            declared = sum(member.file_size for member in members)
-            if len(members) > MAX_MEMBERS or declared > MAX_UNPACKED_BYTES:
-                raise ValueError(
-                    f"{archive.name}: {len(members)} files expanding to {declared / 2**30:.1f} GiB, more than "
-                    f"{MAX_MEMBERS} files or {MAX_UNPACKED_BYTES >> 30} GiB"
-                )
             root = folder.resolve()
-            for member in members:
+            for member in _members(bundle, archive):
                 parts = Path(member.filename.replace("\\", "/")).parts
-                if not parts or member.filename.startswith("/") or any(
-                    p in ("..", "") or p.startswith(".") or p == "__MACOSX" for p in parts
+                if (
+                    not parts
+                    or member.filename.startswith("/")
+                    or any(p in ("..", "") or p.startswith(".") or p == "__MACOSX" for p in parts)
                 ):
                     left_out.append(f"{member.filename}: hidden, or a path outside the archive")
                     continue
@@ -119,8 +123,10 @@ def unpack_tree(archive: Path, folder: Path) -> list[str]:
 def data_root(folder: Path) -> Path:
     """The folder that holds the data: archives often wrap everything in one top folder."""
     children = [c for c in folder.iterdir() if not c.name.startswith(".")]
-    if len(children) == 1 and children[0].is_dir() and not any(
-        f.suffix.lower() in IMAGE_SUFFIXES for f in children[0].iterdir()
+    if (
+        len(children) == 1
+        and children[0].is_dir()
+        and not any(f.suffix.lower() in IMAGE_SUFFIXES for f in children[0].iterdir())
     ):
         return data_root(children[0])
     return folder

@@ -4,9 +4,9 @@ A model trained on one kind of data (a synthetic world, barcodes) still maps any
 some vector, and the nearest reference of a real photo in a synthetic library can look close enough to
 win confident votes. The library's own vectors are summarised by their mean, their main principal axes
 with the variance along each, and the variance left off those axes. A query's distance is the squared
-Mahalanobis distance along the axes plus the residual scaled by its variance (library/search.py
-``domain_distance``). The threshold is a high quantile of the distances of references held out of the
-fit, so it is measured, not assumed.
+Mahalanobis distance along the axes plus the residual scaled by its variance (:func:`distances`, which
+library/search.py applies to each query). The threshold is a high quantile of the distances of
+references held out of the fit, so it is measured, not assumed.
 """
 
 from __future__ import annotations

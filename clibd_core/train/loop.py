@@ -270,7 +270,7 @@ def _train(config: TrainConfig, resume: bool, accelerator: Accelerator, monitor:
             batch_records = [train_records[i] for i in indices]
             texts = taxa if config.loss == "taxonomy" else record_texts(batch_records)
             inputs = _inputs(model, batch_records, cache, next(pixels) if pixels else None, config, texts)
-            targets = torch.tensor([taxon_of[train_texts[i]] for i in indices])
+            targets = torch.tensor([taxon_of[train_texts[i]] for i in indices]) if config.loss == "taxonomy" else None
             with accelerator.autocast(), bf16_autocast(config, accelerator.device):
                 loss, pair_losses = _loss(ddp_model(inputs), model, config, targets)
             accelerator.backward(loss)
