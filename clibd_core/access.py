@@ -18,6 +18,7 @@ import os
 import secrets
 from pathlib import Path
 
+from clibd_core.fileio import atomic_file
 from clibd_core.reference import REFERENCE_DB
 
 ITERATIONS = 200_000
@@ -65,10 +66,9 @@ def add_user(path: str | Path, name: str, password: str) -> None:
     path = Path(path)
     users = read_users(path) if path.exists() else {}
     users[name] = hash_password(password)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text("".join(f"{user}:{stored}\n" for user, stored in users.items()))
-    temporary.chmod(0o600)
-    os.replace(temporary, path)
+    with atomic_file(path) as temporary:
+        temporary.chmod(0o600)
+        temporary.write_text("".join(f"{user}:{stored}\n" for user, stored in users.items()))
 
 
 def authenticator(path: str | Path):

@@ -87,3 +87,11 @@ def read_text(path: str | Path) -> str:
 
 def normalise_newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def parse_float(text: str) -> float | None:
+    """A number from a table cell, or None for an empty or unreadable one (real exports have both)."""
+    try:
+        return float(text)
+    except ValueError:
+        return None

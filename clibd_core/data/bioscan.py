@@ -15,7 +15,7 @@ from pathlib import Path
 from clibd_core.data.records import HDF5ImageRef, ReadResult, Record, Skipped
 from clibd_core.dna import BarcodeError, clean_sequence
 from clibd_core.taxonomy import Taxonomy
-from clibd_core.textio import decode_line, read_bytes
+from clibd_core.textio import decode_line, parse_float, read_bytes
 
 BIOSCAN_1M_METADATA = "BIOSCAN_Insect_Dataset_metadata.tsv"
 BIOSCAN_5M_METADATA = "BIOSCAN_5M_Insect_Dataset_metadata.csv"
@@ -42,13 +42,6 @@ def _barcode(raw: str, record_id: str) -> tuple[str | None, str | None]:
         return clean_sequence(raw, record_id), None
     except BarcodeError as error:
         return None, str(error)
-
-
-def _float(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
 
 
 def _read_table(path: Path, fmt: str, delimiter: str, barcode_column: str, image_path, extra) -> ReadResult:
@@ -114,8 +107,8 @@ def read_bioscan_5m(path: str | Path, image_root: str | Path | None = None) -> R
             "bin": row.get("dna_bin"),
             "split": row.get("split") or None,
             "country": row.get("country") or None,
-            "latitude": _float(row.get("coord-lat", "")),
-            "longitude": _float(row.get("coord-lon", "")),
+            "latitude": parse_float(row.get("coord-lat", "")),
+            "longitude": parse_float(row.get("coord-lon", "")),
         }
 
     return _read_table(path, "bioscan_5m", ",", "dna_barcode", image_path, extra)

@@ -14,7 +14,7 @@ from pathlib import Path
 from clibd_core.data.records import ReadResult, Record, Skipped
 from clibd_core.dna import BarcodeError, clean_sequence, fasta_id, parse_fasta
 from clibd_core.taxonomy import Taxonomy
-from clibd_core.textio import decode_line, read_bytes
+from clibd_core.textio import decode_line, parse_float, read_bytes
 
 BARCODE_MARKER = "COI-5P"
 # Insect orders, so a one-word BOLD identification can be placed at the right rank.
@@ -29,13 +29,6 @@ _SINTAX_RANKS = {"o": "order", "f": "family", "g": "genus", "s": "species"}
 
 def _value(text: str | None) -> str:
     return (text or "").replace("\r", "").strip()
-
-
-def _float(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
 
 
 def read_bold_tsv(path: str | Path) -> ReadResult:
@@ -91,8 +84,8 @@ def read_bold_tsv(path: str | Path) -> ReadResult:
                 barcode=barcode,
                 barcode_raw=row["nucleotides"],
                 country=row.get("country") or None,
-                latitude=_float(row.get("lat", "")),
-                longitude=_float(row.get("lon", "")),
+                latitude=parse_float(row.get("lat", "")),
+                longitude=parse_float(row.get("lon", "")),
                 source=f"{path}:{line_number}",
             )
         )

@@ -35,6 +35,7 @@ from clibd_core.library.search import (
     Evidence,
     aligned_candidates,
     lineages,
+    logistic,
     novelty_feature_names,
     novelty_features,
     rank_features,
@@ -219,7 +220,7 @@ def _fit_novelty(samples: list) -> dict | None:
     model = _logistic(features, outcomes)
     if model is None or len(set(outcomes)) < 2:
         return None
-    scores = 1 / (1 + np.exp(-(np.asarray(features) @ np.asarray(model["coef"]) + model["intercept"])))
+    scores = np.array([logistic(model, values) for values in features])
     flagged = scores >= 0.5
     outcomes = np.asarray(outcomes)
     return {

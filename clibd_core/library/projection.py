@@ -8,12 +8,12 @@ which is how UMAP itself initialises new points, and keeps the map stable betwee
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
+from clibd_core.fileio import atomic_file
 from clibd_core.library.search import TAU_SIMILARITY
 from clibd_core.library.store import Library, LibraryError
 from clibd_core.taxonomy import ALL_RANKS
@@ -54,9 +54,8 @@ def projection(library: Library, view: str = "dna", progress: Callable[[str], No
             **{rank: metadata[rank].to_numpy()[rows] for rank in ALL_RANKS},
         }
     )
-    temporary = cache.with_name(f".{cache.name}.{os.getpid()}")
-    table.to_parquet(temporary, index=False)
-    os.replace(temporary, cache)
+    with atomic_file(cache) as temporary:
+        table.to_parquet(temporary, index=False)
     return table
 
 

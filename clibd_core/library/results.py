@@ -5,8 +5,6 @@ embeddings in a third (:func:`write_bundle`, what the CLI and the app both write
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from clibd_core.fileio import atomic_file
 from clibd_core.library.search import CONFIDENT, Identification, neighbours_table, results_table
 from clibd_core.library.store import Library
 from clibd_core.taxonomy import RANKS
@@ -54,10 +53,7 @@ def write_results(results: Sequence[Identification], path: str | Path, library: 
 
 
 def _write_table(table: pd.DataFrame, path: Path, facts: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_file(path) as temporary:
         if path.suffix.lower() == ".parquet":
             arrow = pa.Table.from_pandas(table, preserve_index=False)
             metadata = {
@@ -69,10 +65,6 @@ def _write_table(table: pd.DataFrame, path: Path, facts: dict) -> None:
             with open(temporary, "w", newline="") as out:
                 out.writelines(f"# {key}: {value}\n" for key, value in facts.items())
                 table.to_csv(out, index=False)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
 
 
 def embeddings_table(results: Sequence[Identification]) -> pd.DataFrame:
@@ -100,12 +92,6 @@ def write_bundle(results: Sequence[Identification], path: str | Path, library: L
     path = Path(path)
     written = write_results(results, path, library, model)
     embeddings = path.with_name(f"{path.stem}.embeddings.parquet")
-    handle, temporary = tempfile.mkstemp(prefix=f".{embeddings.name}.", dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_file(embeddings) as temporary:
         embeddings_table(results).to_parquet(temporary, index=False)
-        os.replace(temporary, embeddings)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
     return [*written, embeddings]
