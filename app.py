@@ -24,10 +24,11 @@ import plotly.graph_objects as go
 from PIL import Image
 
 from clibd_core.access import LOOPBACK, AccessError, allowed_roots, authenticator, confine
-from clibd_core.cli import FORMATS
+from clibd_core.data.sources import READERS
 from clibd_core.data.uploads import IMAGE_SUFFIXES, collect_inputs, data_root, unpack_tree
 from clibd_core.dna import inspect_barcode, to_acgtn
 from clibd_core.models.hub import DEFAULT_RELEASE, RELEASES
+from clibd_core.presets import preset_names
 from clibd_core.taxonomy import ALL_RANKS, RANKS
 from clibd_core.textio import read_text
 from clibd_core.train.jobs import abort_job, command_preview, current_job, resume_job, start_job
@@ -672,7 +673,7 @@ def build_app() -> gr.Blocks:
                         photos_note = gr.Markdown()
                         photos_table = gr.Dataframe(label="photos per species", max_height=240)
                     data = gr.Textbox(label="training data (path: BOLD TSV, FASTA, BIOSCAN-1M/5M, HDF5, folder)")
-                    preset = gr.Dropdown(["lite", "paper"], value="lite", label="preset")
+                    preset = gr.Dropdown(list(preset_names()), value="lite", label="preset")
                     modalities = gr.CheckboxGroup(
                         ["image", "dna", "text"], value=["image", "dna", "text"], label="modalities"
                     )
@@ -740,7 +741,7 @@ def build_app() -> gr.Blocks:
                 source_upload = gr.File(label="upload (BOLD TSV, FASTA, CLIBD HDF5, …)", type="filepath")
                 source_path = gr.Textbox(label="…or a path on this machine (folders: BIOSCAN-1M/5M, image folders)")
             with gr.Row():
-                source_format = gr.Dropdown(["auto", *FORMATS], value="auto", label="format")
+                source_format = gr.Dropdown(["auto", *READERS], value="auto", label="format")
                 library_name = gr.Textbox(label="library name")
                 library_model = gr.Dropdown(label="model (empty: the active one)", choices=[], allow_custom_value=True)
                 build = gr.Button("Import")

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from clibd_core.presets import preset_names
+
 FORMATS = ("bold_tsv", "fasta", "bioscan_1m", "bioscan_5m", "clibd_hdf5", "image_folder", "species_folders")  # READERS
 
 
@@ -368,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.add_argument("--data", help="training source (any format `clibd inspect` reads)")
     trainer.add_argument("--val", help="validation source (default: the data's own val splits)")
     trainer.add_argument("--out", help="run directory (metrics.jsonl, status.json, last/, best/)")
-    trainer.add_argument("--preset", choices=("lite", "paper"))
+    trainer.add_argument("--preset", choices=preset_names())
     trainer.add_argument("--modalities", help="two or three of image,dna,text (comma-separated)")
     trainer.add_argument("--init-from", help="model directory to fine-tune")
     trainer.add_argument("--epochs", type=int)

@@ -1,11 +1,12 @@
-"""Model configurations: the two presets and what a model directory's config.json holds."""
+"""Model configurations: what a model directory's config.json holds, filled from a preset."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from clibd_core.presets import load_preset
+
 MODALITIES: tuple[str, ...] = ("image", "dna", "text")
-PRESETS: tuple[str, ...] = ("paper", "lite")
 
 
 @dataclass
@@ -35,8 +36,7 @@ class ModelConfig:
     lite_dna: LiteDNAConfig = field(default_factory=LiteDNAConfig)
 
     def __post_init__(self) -> None:
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset '{self.preset}': choose one of {', '.join(PRESETS)}")
+        load_preset(self.preset)  # a ValueError naming the presets there are
         unknown = sorted(set(self.modalities) - set(MODALITIES))
         if unknown or len(set(self.modalities)) < 2:
             raise ValueError(f"modalities must be two or three of {MODALITIES}, got {self.modalities}")
@@ -54,8 +54,11 @@ class ModelConfig:
 
 
 def preset_config(preset: str, modalities: list[str] | None = None) -> ModelConfig:
-    """The default configuration of ``preset``: ``paper`` is CLIBD as released, ``lite`` runs on a laptop CPU."""
-    modalities = list(modalities or MODALITIES)
-    if preset == "paper":
-        return ModelConfig(preset="paper", embed_dim=768, modalities=modalities, text_max_length=20)
-    return ModelConfig(preset=preset, embed_dim=256, modalities=modalities, text_max_length=32)
+    """The default configuration of ``preset`` (its file in ``clibd_core/presets``)."""
+    spec = load_preset(preset)
+    return ModelConfig(
+        preset=preset,
+        embed_dim=spec.embed_dim,
+        modalities=list(modalities or MODALITIES),
+        text_max_length=spec.text_max_length,
+    )

@@ -13,7 +13,6 @@ from torch.utils.data import DataLoader
 
 from clibd_core.data.datasets import ImageDataset
 from clibd_core.data.records import Record, record_texts
-from clibd_core.data.transforms import eval_transform
 from clibd_core.models.clibd import CLIBDModel
 
 
@@ -32,7 +31,7 @@ class FeatureCache:
             if "image_backbone" in freeze and hasattr(getattr(model, "image_encoder", None), "backbone_features"):
                 with_images = list({r.source: r for r in records if r.has_image}.values())
                 loader = DataLoader(
-                    ImageDataset(with_images, eval_transform(model.config.preset)), batch_size=32, num_workers=workers
+                    ImageDataset(with_images, model.image_transform), batch_size=32, num_workers=workers
                 )
                 self.images = torch.cat([model.image_encoder.backbone_features(pixels) for pixels in loader])
                 self.image_rows = {r.source: i for i, r in enumerate(with_images)}

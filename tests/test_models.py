@@ -134,3 +134,28 @@ def test_unusual_image_modes_open_as_rgb(tmp_path):
         image = open_image(path)
         assert image.mode == "RGB" and image.size[0] in (64, 40)
     assert np.asarray(open_image(sixteen_bit)).max() == 255
+
+
+def test_a_new_preset_is_one_file(tmp_path, monkeypatch):
+    """A preset file with other sizes and recipe builds a working model and trains by its own defaults."""
+    import shutil
+
+    from clibd_core import presets
+    from clibd_core.train.config import TrainConfig
+
+    shutil.copy(presets.PRESET_DIR / "lite.json", tmp_path / "lite.json")
+    spec = json.loads((tmp_path / "lite.json").read_text())
+    spec.update(name="narrow", embed_dim=64, text_max_length=16, training={**spec["training"], "lr": 0.002})
+    spec["recipes"]["barcodes"] = {"epochs": 1, "batch_size": 8}
+    (tmp_path / "narrow.json").write_text(json.dumps(spec))
+    monkeypatch.setattr(presets, "PRESET_DIR", tmp_path)
+
+    assert presets.preset_names() == ("lite", "narrow")
+    model = build_model("narrow", ["dna", "text"], pretrained=False)
+    vectors = model.encode_barcodes([COI, COI[:300]])
+    assert vectors.shape == (2, 64) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    assert model.text_batch(["Diptera"])["input_ids"].shape == (1, 16)
+    config = TrainConfig(data="d", out="o", preset="narrow", modalities=["dna", "text"]).resolved()
+    assert (config.lr, config.epochs, config.batch_size) == (0.002, 1, 8)
+    with pytest.raises(ValueError, match="choose one of lite, narrow"):
+        build_model("paper")

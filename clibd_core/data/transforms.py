@@ -56,26 +56,22 @@ def open_image(image: ImageInput, name: str | None = None) -> Image.Image:
         raise ImageError(f"image '{label}': not a readable image ({error})") from error
 
 
-def eval_transform(preset: str) -> T.Compose:
-    """``paper``: shorter side 256, centre 224, [0, 1] without normalisation (as CLIBD trained);
-    ``lite``: EfficientNet-Lite0's ImageNet recipe (bicubic 256 → 224, mean = std = 0.5)."""
-    if preset == "paper":
-        return T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor()])
-    return T.Compose(
-        [
-            T.Resize(256, interpolation=T.InterpolationMode.BICUBIC),
-            T.CenterCrop(224),
-            T.ToTensor(),
-            T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-        ]
-    )
+def eval_transform(spec: dict) -> T.Compose:
+    """A preset's ``image_transform``: shorter side to ``resize``, centre ``crop``, [0, 1] tensors, then
+    ``mean``/``std`` normalisation if given (``paper``: none, as CLIBD trained; ``lite``: EfficientNet-Lite0's
+    0.5/0.5)."""
+    interpolation = T.InterpolationMode(spec["interpolation"])
+    steps = [T.Resize(spec["resize"], interpolation=interpolation), T.CenterCrop(spec["crop"]), T.ToTensor()]
+    if spec.get("mean") is not None:
+        steps.append(T.Normalize(tuple(spec["mean"]), tuple(spec["std"])))
+    return T.Compose(steps)
 
 
-def train_transform(preset: str, augment: str = "clibd") -> T.Compose:
+def train_transform(spec: dict, augment: str = "clibd") -> T.Compose:
     """``clibd``: the paper's augmentation (resize 256, random-resized crop 224, both flips, ±45°
     rotation), for top-down specimen images; ``photos``: what lab photos need (random-resized crops of
-    35-100 %, horizontal flip, ±15° rotation, colour jitter for lighting and camera). Then the preset's
-    tensor conversion."""
+    35-100 %, horizontal flip, ±15° rotation, colour jitter for lighting and camera). Then the tensor
+    conversion of the preset's ``image_transform`` ``spec``."""
     steps = {
         "clibd": [
             T.Resize(256),
@@ -91,7 +87,7 @@ def train_transform(preset: str, augment: str = "clibd") -> T.Compose:
             T.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.03),
         ],
     }[augment]
-    return T.Compose(steps + eval_transform(preset).transforms[2:])
+    return T.Compose(steps + eval_transform(spec).transforms[2:])
 
 
 def random_barcode_window(sequence: str, probability: float = 0.5, min_fraction: float = 0.6) -> str:

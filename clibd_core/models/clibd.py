@@ -27,11 +27,12 @@ from torch import nn
 
 from clibd_core.config import ModelConfig, preset_config
 from clibd_core.data.transforms import ImageInput, eval_transform, open_image
-from clibd_core.dna import BarcodeBertTokenizer, NucleotideTokenizer, clean_sequence, to_acgtn
+from clibd_core.dna import BarcodeBertTokenizer, clean_sequence, to_acgtn
 from clibd_core.fileio import atomic_directory, file_sha256
-from clibd_core.models.dna import LiteDNATower, PaperDNATower
-from clibd_core.models.image import LiteImageTower, PaperImageTower
-from clibd_core.models.text import lite_text_tower, load_text_tokenizer, minilm_dir, paper_text_tower
+from clibd_core.models.dna import LiteDNATower
+from clibd_core.models.text import load_text_tokenizer, minilm_dir
+from clibd_core.models.towers import tower_builder
+from clibd_core.presets import load_preset
 
 WEIGHTS_FILE = "model.safetensors"
 # Frozen pretrained parts of the lite preset that a model directory may leave out: they are rebuilt
@@ -55,25 +56,14 @@ class CLIBDModel(nn.Module):
     def __init__(self, config: ModelConfig, pretrained: bool = False, vocab_file: Path | None = None) -> None:
         super().__init__()
         self.config = config
-        paper = config.preset == "paper"
+        preset = load_preset(config.preset)
         if "image" in config.modalities:
-            self.image_encoder = (
-                PaperImageTower(config.embed_dim, config.lora_rank)
-                if paper
-                else LiteImageTower(config.embed_dim, pretrained)
-            )
-            self.image_transform = eval_transform(config.preset)
+            self.image_encoder = tower_builder("image", preset.towers["image"])(config, pretrained)
+            self.image_transform = eval_transform(preset.image_transform)
         if "dna" in config.modalities:
-            self.dna_encoder = (
-                PaperDNATower(config.embed_dim, config.dna_pooling)
-                if paper
-                else LiteDNATower(config.embed_dim, config.lite_dna)
-            )
-            self.dna_tokenizer = BarcodeBertTokenizer() if paper else NucleotideTokenizer(config.lite_dna.max_len)
+            self.dna_encoder, self.dna_tokenizer = tower_builder("dna", preset.towers["dna"])(config, pretrained)
         if "text" in config.modalities:
-            self.language_encoder = (
-                paper_text_tower(config.embed_dim) if paper else lite_text_tower(config.embed_dim, pretrained)
-            )
+            self.language_encoder = tower_builder("text", preset.towers["text"])(config, pretrained)
             self.vocab_file = Path(vocab_file or minilm_dir() / VOCAB_FILE)
             self.text_tokenizer = load_text_tokenizer(self.vocab_file)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
@@ -89,7 +79,7 @@ class CLIBDModel(nn.Module):
     def dna_reads_kmer_profiles(self) -> bool:
         """Whether the DNA tower embeds the read's 5-mer profile itself (lite, ``lite_dna.kmer``): its
         neighbours then already hold what a separate 5-mer index would add (docs/LIBRARIES.md)."""
-        return "dna" in self.config.modalities and self.config.preset == "lite" and self.config.lite_dna.kmer > 0
+        return isinstance(getattr(self, "dna_encoder", None), LiteDNATower) and self.config.lite_dna.kmer > 0
 
     # -- batches of inputs -> tensors (training uses these too) ---------------------------------
     def image_batch(self, images: Sequence[ImageInput]) -> torch.Tensor:
@@ -257,10 +247,10 @@ class CLIBDModel(nn.Module):
 
 
 def build_model(preset: str = "lite", modalities: Iterable[str] | None = None, pretrained: bool = True) -> CLIBDModel:
-    """A fresh model of ``preset``. ``lite`` with ``pretrained`` loads the packaged ImageNet and MiniLM
-    weights (the DNA tower is always trained here); ``paper`` weights come only from a checkpoint."""
+    """A fresh model of ``preset``. With ``pretrained``, towers with packaged weights load them (``lite``:
+    ImageNet and MiniLM; the DNA tower is always trained here); ``paper`` weights come only from a checkpoint."""
     config = preset_config(preset, list(modalities) if modalities else None)
-    return CLIBDModel(config, pretrained=pretrained and preset == "lite")
+    return CLIBDModel(config, pretrained=pretrained)
 
 
 def load_model(path: str | Path, device: str | torch.device | None = None) -> CLIBDModel:

@@ -9,37 +9,17 @@ from pathlib import Path
 import yaml
 
 from clibd_core.config import MODALITIES
+from clibd_core.presets import load_preset
 
 FREEZABLE = ("image_backbone", "text_backbone")
-# Defaults by preset and by whether photos are trained (docs/TRAINING.md says how each was measured);
-# a setting given in a config file or a flag wins. The lite barcode recipe is bench/real_dna.py's
-# (2 epochs at batch 256 beat blastn on real BOLD barcodes; a third epoch changed nothing). The lite photo
-# recipe is bench/real_photos.py's: the whole ImageNet backbone fine-tuned (the frozen one holds real
-# photos down), photo augmentation, class-balanced batches, every photo's taxon against all the
-# training taxa (no same-species negatives), a validation share of every species, early stopping.
-RECIPES = {
-    ("lite", "barcodes"): {"epochs": 2, "batch_size": 256},
-    ("lite", "photos"): {
-        "epochs": 10,
-        "batch_size": 32,
-        "lr": 5e-4,
-        "freeze": ["text_backbone"],
-        "loss": "taxonomy",
-        "split": "photos",
-        "balanced": True,
-        "patience": 3,
-        "augment": "photos",
-        "mixed_precision": "bf16",
-    },
-}
-GENERAL_RECIPE = {"epochs": 10, "batch_size": 64}
+# Training defaults and recipes per preset live in the preset's file (clibd_core/presets/*.json;
+# docs/TRAINING.md says how each was measured); a setting given in a config file or a flag wins. The
+# lite barcode recipe is bench/real_dna.py's (2 epochs at batch 256 beat blastn on real BOLD barcodes; a
+# third epoch changed nothing). The lite photo recipe is bench/real_photos.py's: the whole ImageNet
+# backbone fine-tuned (the frozen one holds real photos down), photo augmentation, class-balanced
+# batches, every photo's taxon against all the training taxa (no same-species negatives), a validation
+# share of every species, early stopping.
 DEFAULTS = {"loss": "clibd", "split": "clibd", "balanced": False, "patience": 0, "augment": "clibd"}
-
-
-def recipe(preset: str, modalities: list[str]) -> dict:
-    """The recipe for photos without barcodes, barcodes without photos, or (general) both."""
-    kind = {(True, False): "photos", (False, True): "barcodes"}.get(("image" in modalities, "dna" in modalities))
-    return RECIPES.get((preset, kind), GENERAL_RECIPE)
 
 
 @dataclass
@@ -52,7 +32,7 @@ class TrainConfig:
     preset: str = "lite"
     modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
     init_from: str | None = None  # a model directory to fine-tune; default: the preset's pretrained parts
-    epochs: int | None = None  # default: the recipe's (RECIPES)
+    epochs: int | None = None  # default: the preset's recipe
     batch_size: int | None = None  # global: split across processes; default: the recipe's
     lr: float | None = None  # peak learning rate; default per preset (see resolved())
     scale_lr: bool | None = None  # the paper's rule: lr × global batch / 500
@@ -73,21 +53,14 @@ class TrainConfig:
     augment: str | None = None  # clibd: the paper's image augmentation; photos: crops, flip, colour jitter
 
     def resolved(self) -> TrainConfig:
-        """Every unset setting filled: first from the recipe (RECIPES), then per preset: ``paper`` follows
-        CLIBD (5e-5, scaled by batch/500, nothing frozen); ``lite`` trains small towers from scratch on CPU
-        (1e-3, unscaled, ImageNet and MiniLM backbones frozen, half the barcodes cut to a random partial
-        window)."""
-        paper = self.preset == "paper"
-        per_preset = {
-            "lr": 5e-5 if paper else 1e-3,
-            "scale_lr": paper,
-            "freeze": [] if paper else list(FREEZABLE),
-            "dna_crop": 0.0 if paper else 0.5,
-            "mixed_precision": "auto",
-            **DEFAULTS,
-        }
+        """Every unset setting filled: first from the preset's recipe for this kind of data, then from the
+        preset's training defaults: ``paper`` follows CLIBD (5e-5, scaled by batch/500, nothing frozen);
+        ``lite`` trains small towers from scratch on CPU (1e-3, unscaled, ImageNet and MiniLM backbones
+        frozen, half the barcodes cut to a random partial window)."""
+        preset = load_preset(self.preset)
+        per_preset = {**DEFAULTS, "mixed_precision": "auto", **preset.training}
         given = {key: value for key, value in asdict(self).items() if value is not None}
-        filled = {**per_preset, **recipe(self.preset, self.modalities), **given}
+        filled = {**per_preset, **preset.recipe(self.modalities), **given}
         unknown = sorted(set(filled["freeze"]) - set(FREEZABLE))
         if unknown:
             raise ValueError(f"cannot freeze {unknown}: choose from {FREEZABLE}")

@@ -36,6 +36,7 @@ from clibd_core.evaluate import evaluate_records, markdown_table, mean_top1
 from clibd_core.fileio import atomic_directory, write_json
 from clibd_core.loss import clibd_loss
 from clibd_core.models.clibd import PRETRAINED_PARTS, CLIBDModel, build_model, load_model
+from clibd_core.presets import load_preset
 from clibd_core.train.config import TrainConfig
 from clibd_core.train.monitor import RunMonitor
 
@@ -148,7 +149,8 @@ def bf16_autocast(config: TrainConfig, device: torch.device):
 
 def _save(run_dir: Path, name: str, model: CLIBDModel, config: TrainConfig, state: dict | None = None) -> None:
     """A model directory; frozen lite backbones are stored as references to their packages (small)."""
-    leave_out = [p for p in config.freeze if config.preset == "lite" and PRETRAINED_PARTS[p][0] in config.modalities]
+    packaged = load_preset(config.preset).packaged_parts
+    leave_out = [p for p in config.freeze if p in packaged and PRETRAINED_PARTS[p][0] in config.modalities]
     with atomic_directory(run_dir / name) as staging:
         provenance = {"source": "clibd train", "run_dir": str(run_dir), "train_config": asdict(config)}
         model.write_files(staging, provenance=provenance, leave_out=leave_out)
@@ -256,7 +258,7 @@ def _train(config: TrainConfig, resume: bool, accelerator: Accelerator, monitor:
         mine = [shard(batch, accelerator.process_index, world) for batch in batches]
         needs_pixels = "image" in config.modalities and cache.images is None
         loader = DataLoader(
-            ImageDataset(train_records, train_transform(config.preset, config.augment)),
+            ImageDataset(train_records, train_transform(load_preset(config.preset).image_transform, config.augment)),
             batch_sampler=BatchListSampler(mine),
             num_workers=config.num_workers,
             generator=torch.Generator().manual_seed(config.seed * 7919 + epoch),  # leaves the global RNG alone
