@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -281,6 +282,17 @@ def _build_default(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    """The same app as ``python app.py``, after building the default library if this machine lacks it."""
+    if _build_default(argparse.Namespace(force=False)):
+        return 1
+    os.environ["CLIBD_HOST"], os.environ["CLIBD_PORT"] = args.host, str(args.port)
+    from clibd_core.ui.server import main as serve
+
+    serve()
+    return 0
+
+
 def _recalibrate(args: argparse.Namespace) -> int:
     from clibd_core.library.build import recalibrate
     from clibd_core.library.store import Library, LibraryError
@@ -471,6 +483,11 @@ def build_parser() -> argparse.ArgumentParser:
     recalibrator.add_argument("library", help="library directory")
     recalibrator.add_argument("--model", help="model directory (default: the one the library records)")
     recalibrator.set_defaults(run=_recalibrate)
+
+    server = commands.add_parser("serve", help="start the app (as python app.py); beyond loopback it needs logins")
+    server.add_argument("--host", default=os.environ.get("CLIBD_HOST", "127.0.0.1"), help="0.0.0.0: the lab network")
+    server.add_argument("--port", type=int, default=int(os.environ.get("CLIBD_PORT", "7860")))
+    server.set_defaults(run=_serve)
 
     users = commands.add_parser("add-user", help="add a login for a served app (the password is stored hashed)")
     users.add_argument("users", help="the users file (created if absent); serve with CLIBD_USERS=FILE")

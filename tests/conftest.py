@@ -68,7 +68,7 @@ def home(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def app_url(home) -> str:
     """The real app, served on a free local port for the duration of the session."""
-    from app import build_app
+    from clibd_core.ui.server import build_app
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

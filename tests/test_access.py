@@ -9,9 +9,9 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AuthenticationError
 
-from app import build_app, login_for
 from clibd_core.access import AccessError, add_user, allowed_roots, authenticator, confine, read_users, verify_password
 from clibd_core.cli import main as clibd
+from clibd_core.ui.server import build_app, login_for
 from tests.test_dna import COI
 
 

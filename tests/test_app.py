@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 from gradio_client import Client, handle_file
 
-from app import barcode_stripe, pair_banner
 from clibd_core.data.synthetic import WorldConfig, generate_world
 from clibd_core.library.store import Library
+from clibd_core.ui.figures import barcode_stripe
+from clibd_core.ui.session import pair_banner
 from clibd_core.workspace import DEMO_LIBRARY
 
 pytestmark = pytest.mark.skipif(not (DEMO_LIBRARY / "CURRENT").exists(), reason="reference_db/ is not built")

@@ -56,3 +56,49 @@ def test_embed_writes_ids_and_normalised_vectors(tmp_path):
     saved = np.load(tmp_path / "e.npz")
     assert saved["ids"].tolist() == ["a", "b"] and saved["embeddings"].shape == (2, 256)
     np.testing.assert_allclose(np.linalg.norm(saved["embeddings"], axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_serve_starts_the_app_and_refuses_the_network_without_logins(tmp_path):
+    """`clibd serve` is `python app.py`: the page answers on loopback; beyond it, no users file, no server."""
+    import os
+    import socket
+    import time
+    import urllib.request
+
+    from clibd_core.reference import default_library_is_current
+
+    if not default_library_is_current():
+        pytest.skip("the default library is not built (make test builds it)")
+    environment = {**os.environ, "CLIBD_HOME": str(tmp_path)}
+    environment.pop("CLIBD_USERS", None)
+    refused = subprocess.run(
+        [sys.executable, "-m", "clibd_core.cli", "serve", "--host", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+    )
+    assert refused.returncode != 0 and "clibd add-user" in refused.stderr
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "clibd_core.cli", "serve", "--port", str(port)],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(240):
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read().decode()
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("clibd serve did not answer in 2 minutes")
+        assert "CLIBD insect identification" in page
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

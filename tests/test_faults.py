@@ -97,7 +97,7 @@ def test_a_damaged_library_file_is_named_and_other_libraries_still_work(small_li
 
 
 def test_the_page_opens_with_a_damaged_active_library_and_says_so(small_library, tmp_path):
-    from app import pair_banner
+    from clibd_core.ui.session import pair_banner
 
     damaged = tmp_path / "damaged"
     shutil.copytree(small_library.path, damaged)

@@ -1,0 +1,112 @@
+"""The Identify tab: images and/or barcodes (raw, FASTA, a FASTA file) → answers, the first in detail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from clibd_core.data.uploads import IMAGE_SUFFIXES, collect_inputs
+from clibd_core.dna import inspect_barcode
+from clibd_core.textio import read_text
+from clibd_core.ui.answers import LINEAGE_HEADERS, NEIGHBOUR_HEADERS, detail_outputs
+from clibd_core.ui.session import USER_ERRORS, open_pair
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "examples" / "bold_barcodes.fasta"
+
+
+def barcode_examples() -> list[str]:
+    """Real public BOLD barcodes (a full read, a reverse-complemented one, a 313-bp fragment)."""
+    return [">" + record.strip() for record in EXAMPLES.read_text().split(">") if record.strip()]
+
+
+def run_identify(images, barcode_text, fasta_file, k, taxon, country, image_keys, pair):
+    """One or more specimens → answers; details of the first, a table of all."""
+    from clibd_core.library.search import identify, queries_from, results_table
+
+    library, model = open_pair(pair)
+    text = barcode_text or ""
+    if fasta_file:
+        text += "\n" + read_text(fasta_file)
+    inputs = collect_inputs([*(images or [])])
+    text = text.strip() + ("\n" + inputs.barcode_text if inputs.barcode_text else "")
+    queries = queries_from(text.strip(), inputs.images)
+    if not queries:
+        raise gr.Error("Give an image, a barcode (raw or FASTA), or both.")
+    try:
+        results = identify(
+            library, model, queries, k=int(k), image_keys=image_keys, taxon=taxon or None, country=country or None
+        )
+    except USER_ERRORS as error:
+        raise gr.Error(str(error)) from error
+    reports = [inspect_barcode(q.id, q.barcode) for q in queries if q.barcode]
+    barcodes = {report.id: report.sequence for report in reports if report.ok}
+    table = results_table(results)[["query_id", "query_type", "headline", "novel", "agreement", "error"]]
+    state = {"results": [r.to_dict() for r in results], "objects": results, "barcodes": barcodes}
+    skipped = "\n".join(f"- left out {item}" for item in inputs.skipped)
+    headline, lineage, neighbours, gallery, stripe = detail_outputs(results[0], library, barcodes)
+    return (
+        headline + (f"\n\n{skipped}" if skipped else ""),
+        lineage,
+        neighbours,
+        gallery,
+        stripe,
+        table,
+        gr.update(choices=[r.query_id for r in results], value=results[0].query_id),
+        state,
+    )
+
+
+def show_query(query_id, state, pair):
+    library, _ = open_pair(pair)
+    results = {r.query_id: r for r in (state or {}).get("objects", [])}
+    return detail_outputs(results.get(query_id), library, (state or {}).get("barcodes", {}))
+
+
+def build(pair: gr.State, identify_state: gr.State) -> None:
+    """The tab's layout and events (inside an open ``gr.Tab``)."""
+    with gr.Row():
+        with gr.Column():
+            images = gr.File(
+                label="Images (JPEG, PNG, TIFF, WebP; one or more)",
+                file_count="multiple",
+                file_types=list(IMAGE_SUFFIXES),
+                type="filepath",
+            )
+            barcodes = gr.Textbox(label="Barcodes (raw or FASTA)", lines=6, placeholder=">my_specimen\nAACATTATATTT…")
+            gr.Examples(
+                [[example] for example in barcode_examples()],
+                inputs=[barcodes],
+                label="examples: real BOLD barcodes (public records)",
+            )
+            fasta = gr.File(label="…or a FASTA file", file_types=[".fasta", ".fa", ".fas", ".txt"])
+            with gr.Accordion("Options", open=False):
+                k = gr.Slider(1, 50, value=10, step=1, label="neighbours that vote (k)")
+                taxon = gr.Textbox(label="only references of this taxon (e.g. Diptera)")
+                country = gr.Textbox(label="only references from this country")
+                image_keys = gr.Radio(
+                    ["auto", "image", "dna"],
+                    value="auto",
+                    label="match images against the library's images or its barcodes",
+                )
+            go_button = gr.Button("Identify", variant="primary")
+        with gr.Column():
+            headline = gr.Markdown()
+            chooser = gr.Dropdown(label="query", choices=[], interactive=True)
+            lineage = gr.Dataframe(headers=LINEAGE_HEADERS, label="lineage and confidence per rank")
+            stripe = gr.HTML(label="barcode (A green, C blue, G orange, T red)")
+    neighbours = gr.Dataframe(headers=NEIGHBOUR_HEADERS, label="nearest references")
+    gallery = gr.Gallery(label="nearest reference images", columns=6, height=260)
+    all_results = gr.Dataframe(label="all queries")
+    go_button.click(
+        run_identify,
+        [images, barcodes, fasta, k, taxon, country, image_keys, pair],
+        [headline, lineage, neighbours, gallery, stripe, all_results, chooser, identify_state],
+        api_name="identify",
+    )
+    chooser.input(
+        show_query,
+        [chooser, identify_state, pair],
+        [headline, lineage, neighbours, gallery, stripe],
+        api_name=False,
+    )

@@ -1,0 +1,165 @@
+"""The Libraries tab: the workspace's libraries and models, the active pair, imports of data into a new
+library, and the official CLIBD model (downloaded, or a best.pth imported)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import gradio as gr
+import pandas as pd
+
+from clibd_core.data.sources import READERS
+from clibd_core.models.hub import DEFAULT_RELEASE, RELEASES
+from clibd_core.ui.session import USER_ERRORS, pair_banner, server_path, workspace
+from clibd_core.workspace import safe_name
+
+
+def import_into_library(source, name, model, fmt, progress):
+    if not source:
+        raise gr.Error("give the data: a file path, a folder, or an upload")
+    try:
+        library, _ = workspace().import_library(
+            source,
+            name or Path(source).stem,
+            model,
+            None if fmt in (None, "auto") else fmt,
+            progress=lambda stage, done, total: progress(done / max(total, 1), desc=stage),
+        )
+    except USER_ERRORS as error:
+        raise gr.Error(str(error)) from error
+    return library
+
+
+def import_library(upload, path, name, model, fmt, pair, progress=gr.Progress()):  # noqa: B008 - how Gradio injects progress
+    source = server_path(path) or upload
+    library = import_into_library(source, name, server_path(model), fmt, progress)
+    summary = library.summary()
+    return (
+        f"built **{summary['name']}**: {summary['records']:,} records, {summary['species_count']:,} species",
+        *library_tables(),
+    )
+
+
+def library_tables():
+    space = workspace()
+    libraries = pd.DataFrame(
+        [
+            {
+                "name": s.get("name"),
+                "path": s["path"],
+                "records": s.get("records"),
+                "species": s.get("species_count"),
+                "vectors": ", ".join(f"{m} {n:,}" for m, n in s.get("vectors", {}).items()),
+                "model": (s.get("model_fingerprint") or "")[:12],
+                "created": s.get("created"),
+                "sources": "; ".join(src.get("path", "") for src in s.get("sources", [])),
+                "error": s.get("error", ""),
+            }
+            for s in space.libraries()
+        ]
+    )
+    models = pd.DataFrame(
+        [
+            {
+                "path": m["path"],
+                "preset": m["preset"],
+                "modalities": ", ".join(m["modalities"] or []),
+                "fingerprint": m["fingerprint"][:12],
+            }
+            for m in space.models()
+        ]
+    )
+    return (
+        libraries,
+        models,
+        gr.update(choices=list(libraries.get("path", []))),
+        gr.update(choices=list(models.get("path", []))),
+    )
+
+
+def activate(library, model):
+    try:
+        pair = workspace().set_active(server_path(library) or "", server_path(model))
+    except USER_ERRORS as error:
+        raise gr.Error(str(error)) from error
+    pair = [str(pair[0]), str(pair[1])]
+    return pair, pair_banner(pair)
+
+
+def import_checkpoint(upload, path, name):
+    from clibd_core.models.official import import_official_checkpoint
+
+    source = server_path(path) or upload
+    if not source:
+        raise gr.Error("give the official best.pth (upload or path)")
+    target = workspace().models_dir / safe_name(name or Path(source).stem)
+    try:
+        out = import_official_checkpoint(source, target)
+    except USER_ERRORS as error:
+        raise gr.Error(str(error)) from error
+    return f"imported into `{out}`: build a library with it below", *library_tables()
+
+
+def fetch_official(release, progress=gr.Progress()):  # noqa: B008 - how Gradio injects progress
+    """Libraries → "Get the official CLIBD model": download, verify, import; offline, the manual steps."""
+    from clibd_core.models.hub import fetch_official_model
+
+    target = workspace().models_dir / safe_name(f"clibd-{release}")
+    try:
+        out = fetch_official_model(release, target, progress=lambda message: progress(0.5, desc=message))
+    except USER_ERRORS as error:  # HubUnavailableError is an OSError: offline, it says what to do by hand
+        raise gr.Error(str(error)) from error
+    return f"imported the official CLIBD model into `{out}`: build a library with it below", *library_tables()
+
+
+def build(pair: gr.State, banner: gr.Markdown) -> SimpleNamespace:
+    """The tab's layout and events (inside an open ``gr.Tab``); returns the parts the page refreshes on load:
+    ``tables`` (the outputs of :func:`library_tables`) and the model chooser for imports."""
+    libraries_table = gr.Dataframe(label="libraries")
+    models_table = gr.Dataframe(label="models")
+    with gr.Row():
+        choose_library = gr.Dropdown(label="library", choices=[], allow_custom_value=True)
+        choose_model = gr.Dropdown(label="model (empty: the library's own)", choices=[], allow_custom_value=True)
+        make_active = gr.Button("Make active", variant="primary")
+    gr.Markdown("### Import data into a new library")
+    with gr.Row():
+        source_upload = gr.File(label="upload (BOLD TSV, FASTA, CLIBD HDF5, …)", type="filepath")
+        source_path = gr.Textbox(label="…or a path on this machine (folders: BIOSCAN-1M/5M, image folders)")
+    with gr.Row():
+        source_format = gr.Dropdown(["auto", *READERS], value="auto", label="format")
+        library_name = gr.Textbox(label="library name")
+        library_model = gr.Dropdown(label="model (empty: the active one)", choices=[], allow_custom_value=True)
+        import_button = gr.Button("Import")
+    import_note = gr.Markdown()
+    gr.Markdown("### Get the official CLIBD model (Hugging Face `bioscan-ml/clibd`, needs internet)")
+    with gr.Row():
+        release = gr.Dropdown(list(RELEASES), value=DEFAULT_RELEASE, label="release")
+        fetch = gr.Button("Get the official CLIBD model")
+    gr.Markdown("### Import an official CLIBD checkpoint (best.pth)")
+    with gr.Row():
+        checkpoint_upload = gr.File(label="best.pth", type="filepath")
+        checkpoint_path = gr.Textbox(label="…or its path")
+        checkpoint_name = gr.Textbox(label="model name")
+        checkpoint_go = gr.Button("Import checkpoint")
+    tables = [libraries_table, models_table, choose_library, choose_model]
+    make_active.click(activate, [choose_library, choose_model], [pair, banner], api_name="activate")
+    import_button.click(
+        import_library,
+        [source_upload, source_path, library_name, library_model, source_format, pair],
+        [import_note, *tables],
+        api_name="import_library",
+    ).then(
+        lambda: gr.update(choices=[m["path"] for m in workspace().models()]),
+        None,
+        library_model,
+        api_name=False,
+    )
+    fetch.click(fetch_official, [release], [import_note, *tables], api_name="fetch_official")
+    checkpoint_go.click(
+        import_checkpoint,
+        [checkpoint_upload, checkpoint_path, checkpoint_name],
+        [import_note, *tables],
+        api_name="import_checkpoint",
+    )
+    return SimpleNamespace(tables=tables, library_model=library_model)

@@ -1,0 +1,107 @@
+"""The whole page (five tabs over a shared session), logins, the queue, warm-up and launch.
+
+Only light modules are imported here, so the page serves within seconds of starting; torch, FAISS and
+the models are imported by the first request or by the warm-up thread started after launch.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import gradio as gr
+
+from clibd_core.access import LOOPBACK, authenticator
+from clibd_core.ui import batch_tab, explore_tab, identify_tab, libraries_tab, train_tab
+from clibd_core.ui.libraries_tab import library_tables
+from clibd_core.ui.session import open_pair, pair_banner, workspace
+from clibd_core.ui.train_tab import training_progress
+
+TITLE = "CLIBD insect identification"
+MAX_UPLOAD = "500mb"
+
+
+def build_app() -> gr.Blocks:
+    with gr.Blocks(title=TITLE) as app:
+        pair = gr.State(None)
+        identify_state = gr.State({})
+        gr.Markdown(f"# {TITLE}\nName an insect from a photo, a COI barcode, or both (CLIBD, ICLR 2025).")
+        banner = gr.Markdown()
+        with gr.Tab("Identify") as identify:
+            identify_tab.build(pair, identify_state)
+        with gr.Tab("Batch") as batch:
+            batch_tab.build(pair)
+        with gr.Tab("Explore") as explore:
+            explore_tab.build(pair, identify_state)
+        with gr.Tab("Train") as train:
+            training = train_tab.build(app, pair, banner)
+        with gr.Tab("Libraries") as libraries:
+            library_parts = libraries_tab.build(pair, banner)
+
+        for tab in (identify, batch, explore, train, libraries):
+            tab.select(lambda active=tab is train: gr.Timer(active=active), None, training.timer, api_name=False)
+
+        def on_load():
+            models = [m["path"] for m in workspace().models()]
+            return (
+                pair_banner(None),
+                *library_tables(),
+                gr.update(choices=models),
+                gr.update(choices=models),
+                *training_progress(),
+            )
+
+        app.load(
+            on_load,
+            None,
+            [banner, *library_parts.tables, training.init_from, library_parts.library_model, *training.progress],
+            api_name=False,
+        )
+    return app
+
+
+def warm_up() -> None:
+    """Import the heavy modules and load the active model and library before the first click."""
+    import clibd_core.library.projection  # noqa: F401 - imports torch, FAISS, the search engine
+    import clibd_core.models.official  # noqa: F401
+
+    try:
+        open_pair(None)
+    except (OSError, ValueError) as error:
+        print(f"could not preload the active library/model: {error}", flush=True)
+
+
+def login_for(host: str):
+    """Gradio's ``auth`` for ``host``: none on loopback, the users file (CLIBD_USERS) beyond it; serving
+    a network without users is refused with what to do."""
+    users = os.environ.get("CLIBD_USERS")
+    if users:
+        if not Path(users).is_file():
+            raise SystemExit(f"CLIBD_USERS={users}: no such file (create it with: clibd add-user {users} NAME)")
+        return authenticator(users)
+    if host in LOOPBACK:
+        return None
+    raise SystemExit(
+        f"refusing to serve {host} without a login: create users with `clibd add-user users.txt NAME` "
+        "(it asks for the password and stores only its hash), then start with CLIBD_USERS=users.txt"
+    )
+
+
+def configure_queue(app: gr.Blocks) -> gr.Blocks:
+    return app.queue(default_concurrency_limit=2)
+
+
+def main() -> None:
+    host = os.environ.get("CLIBD_HOST", "127.0.0.1")
+    auth = login_for(host)
+    app = configure_queue(build_app())
+    threading.Timer(1.0, warm_up).start()  # after the server is up
+    app.launch(
+        server_name=host,
+        server_port=int(os.environ.get("CLIBD_PORT", "7860")),
+        max_file_size=MAX_UPLOAD,
+        theme=gr.themes.Soft(),
+        auth=auth,
+        auth_message="CLIBD: log in with the name and password your lab's operator gave you",
+    )
