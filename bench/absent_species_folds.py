@@ -72,7 +72,9 @@ def fold_groups(records: list, fold: int, queries: int) -> tuple[list, dict[str,
         "seen": [r for r in records if r.split == "test"],
         "never_trained": [r for r in records if r.split == "val_unseen"],
         "absent": [
-            r for r in records if r.split in ("test_unseen", "key_unseen") and r.taxonomy.species not in untrained_in_library
+            r
+            for r in records
+            if r.split in ("test_unseen", "key_unseen") and r.taxonomy.species not in untrained_in_library
         ],
     }
     rng = np.random.default_rng(0)
@@ -120,9 +122,7 @@ def clibd_answers(library: Library, model, sequences: dict[str, list[str]]) -> t
         seconds += time.perf_counter() - started
         answers[group] = [{rank: c.name for rank, c in r.ranks.items()} for r in results]
         novelty[group] = [r.novelty for r in results]
-        named[group] = [
-            r.deepest_rank == "species" and r.ranks["species"].confidence >= CONFIDENT for r in results
-        ]
+        named[group] = [r.deepest_rank == "species" and r.ranks["species"].confidence >= CONFIDENT for r in results]
     return answers, novelty, named, 1000 * seconds / sum(map(len, sequences.values()))
 
 
@@ -171,7 +171,8 @@ def run_fold(fold: int, records: list, args: argparse.Namespace) -> dict:
 
     # The sensitive blastn on a sample of absent queries whose genus is in the library, clibd beside it.
     sample = [i for i, keep in enumerate(known["genus"]) if keep][: args.sensitive]
-    hits, _, spent = blastn_top_hits([sequences["absent"][i] for i in sample], [r.barcode for r in references], task="blastn")
+    sample_sequences = [sequences["absent"][i] for i in sample]
+    hits, _, spent = blastn_top_hits(sample_sequences, [r.barcode for r in references], task="blastn")
     truth = [truths["absent"][i] for i in sample]
     results["sensitive_sample"] = {
         "queries": len(sample),

@@ -10,6 +10,7 @@ import math
 import shutil
 import subprocess
 import sys
+from collections import Counter
 
 import h5py
 import numpy as np
@@ -403,6 +404,26 @@ def test_clibd_splits_on_real_bold_records():
     assert [r.split for r in records] == first
     assign_splits(records, seed=4, keep_existing=False)
     assert [r.split for r in records] != first
+
+
+@pytest.mark.slow
+def test_five_folds_hold_out_every_evaluable_species_once():
+    records = read_bold_tsv(require(BOLD_DEV)).records
+    assign_splits(records, seed=0, keep_existing=False)
+    default = [r.split for r in records]
+    held_out = []
+    for fold in range(5):
+        assign_splits(records, seed=0, keep_existing=False, fold=fold)
+        split_invariants(records)
+        if fold == 0:
+            assert [r.split for r in records] == default  # fold 0 is the CLIBD split as before
+        held_out.append({r.taxonomy.species for r in records if r.split in ("val_unseen", "test_unseen")})
+    counts = Counter(r.taxonomy.species for r in records if r.taxonomy.species != MISSING)
+    evaluable = {species for species, count in counts.items() if count >= 10}
+    assert set().union(*held_out) == evaluable
+    assert sum(map(len, held_out)) == len(evaluable)  # disjoint
+    with pytest.raises(ValueError, match="fold"):
+        assign_splits(records, keep_existing=False, fold=5)
 
 
 @pytest.mark.slow

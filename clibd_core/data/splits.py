@@ -3,7 +3,8 @@
 For data without a split column (BIOSCAN-1M style, CLIBD_SPEC.md "Splits"):
 - records without a species label → ``pretrain`` (usable for contrastive training, never evaluated);
 - species with fewer than ``min_records`` records → ``train`` (too few to evaluate; seen-only material);
-- the other species: 80 % seen, 20 % unseen (by species, at random);
+- the other species: 80 % seen, 20 % unseen (by species, at random; ``fold`` f of 0-4 takes the f-th
+  fifth of the same shuffled list as unseen, so five folds hold out every species once);
 - each seen species' records: 70/10/10/10 → ``train`` / ``val`` / ``test`` / ``key_seen``;
 - unseen species halved into validation and test species; each one's records split half and half
   between queries (``val_unseen`` / ``test_unseen``) and keys (``key_unseen``).
@@ -21,6 +22,7 @@ from clibd_core.taxonomy import MISSING
 
 SEEN_FRACTIONS = (("train", 0.7), ("val", 0.1), ("test", 0.1), ("key_seen", 0.1))
 KEY_SPLITS = ("key_seen", "key_unseen")
+FOLDS = 5  # unseen species: one fifth
 
 
 def _portions(items: list, fractions: tuple[tuple[str, float], ...]) -> dict[str, list]:
@@ -37,10 +39,12 @@ def _portions(items: list, fractions: tuple[tuple[str, float], ...]) -> dict[str
 
 
 def assign_splits(
-    records: list[Record], seed: int = 0, min_records: int = 10, keep_existing: bool = True
+    records: list[Record], seed: int = 0, min_records: int = 10, keep_existing: bool = True, fold: int = 0
 ) -> dict[str, int]:
     """Set ``record.split`` on every record (keeping a source's own split when ``keep_existing``);
     returns the count per split."""
+    if fold not in range(FOLDS):
+        raise ValueError(f"fold must be 0 to {FOLDS - 1}, got {fold}")
     rng = random.Random(seed)
     if keep_existing and any(record.split for record in records):
         return _counts(records)
@@ -57,8 +61,9 @@ def assign_splits(
             for record in members:
                 record.split = "train"
     rng.shuffle(evaluable)
-    n_unseen = round(0.2 * len(evaluable))
-    unseen, seen = evaluable[:n_unseen], evaluable[n_unseen:]
+    bounds = [round(f * len(evaluable) / FOLDS) for f in range(FOLDS + 1)]
+    unseen = evaluable[bounds[fold] : bounds[fold + 1]]
+    seen = evaluable[: bounds[fold]] + evaluable[bounds[fold + 1] :]
     for species in seen:
         members = sorted(by_species[species], key=lambda r: r.id)
         rng.shuffle(members)

@@ -41,6 +41,7 @@ class TrainConfig:
     freeze: list[str] | None = None  # default per preset (see resolved())
     seed: int = 0
     split_seed: int = 0
+    split_fold: int = 0  # which fifth of the species is held out as unseen (leave-species-out folds)
     num_workers: int = 0
     checkpoint_every: int = 100  # steps between "last" checkpoints (and at every epoch end)
     max_steps: int | None = None  # stop early (tests, smoke runs)

@@ -61,9 +61,12 @@ class _StopFlag:
         self.requested = True
 
 
-def _records(source: str, split_seed: int, split: str = "clibd") -> list[Record]:
+def _records(source: str, split_seed: int, split: str = "clibd", fold: int = 0) -> list[Record]:
     records = read_source(source).records
-    (assign_photo_splits if split == "photos" else assign_splits)(records, seed=split_seed)
+    if split == "photos":
+        assign_photo_splits(records, seed=split_seed)
+    else:
+        assign_splits(records, seed=split_seed, fold=fold)
     return records
 
 
@@ -192,8 +195,8 @@ def _train(config: TrainConfig, resume: bool, accelerator: Accelerator, monitor:
     run_dir, is_main = Path(config.out), accelerator.is_main_process
     stop = _StopFlag()
     torch.manual_seed(config.seed)
-    records = _records(config.data, config.split_seed, config.split)
-    eval_pool = _records(config.val, config.split_seed, config.split) if config.val else records
+    records = _records(config.data, config.split_seed, config.split, config.split_fold)
+    eval_pool = _records(config.val, config.split_seed, config.split, config.split_fold) if config.val else records
     train_records = [r for r in records if r.split in TRAIN_SPLITS and _usable(r, config.modalities)]
     eval_records = _evaluation_pool(eval_pool, train_records, config.split)
     train_texts = record_texts(train_records)
