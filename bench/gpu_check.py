@@ -37,8 +37,9 @@ def run_steps(model, optimizer, batch: dict, steps: int) -> float:
     start = time.perf_counter()
     for _ in range(steps):
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            features = model(batch)
-            loss, _ = clibd_loss({k: v.float() for k, v in features.items()}, model.logit_scale)
+            outputs = model(batch)
+            scale = outputs.pop("logit_scale")
+            loss, _ = clibd_loss({k: v.float() for k, v in outputs.items()}, scale)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -184,13 +184,18 @@ def _library_model(library, model_dir: str | None):
 
 
 def _build_library(args: argparse.Namespace) -> int:
+    import torch
+    from accelerate import PartialState
+
     from clibd_core.data.sources import UnknownFormatError, source_facts
     from clibd_core.library.build import build_library
     from clibd_core.library.store import LibraryError
     from clibd_core.models.clibd import load_model
 
+    # One process, or those `accelerate launch` started (GPUs, or CPU processes where there is no GPU).
+    processes = PartialState(cpu=not torch.cuda.is_available())
     try:
-        model = load_model(args.model)
+        model = load_model(args.model, device=processes.device)
         result = _read_records(args.data, args.format)
         library = build_library(
             model,
@@ -199,12 +204,16 @@ def _build_library(args: argparse.Namespace) -> int:
             sources=[source_facts(result)],
             name=args.name,
             overwrite=args.overwrite,
-            progress=_progress_bars(),
+            progress=_progress_bars() if processes.is_main_process else lambda *_: None,
+            batch_size=args.batch_size,
+            processes=processes,
+            shard_records=args.shard_records,
         )
     except (LibraryError, UnknownFormatError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(json.dumps(library.summary(), indent=2))
+    if library is not None:  # the main process commits and reports
+        print(json.dumps(library.summary(), indent=2))
     return 0
 
 
@@ -418,13 +427,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fetcher.set_defaults(run=_fetch_official)
 
-    builder = commands.add_parser("build-library", help="embed a data source into a new reference library")
+    builder = commands.add_parser(
+        "build-library",
+        help="embed a data source into a new reference library (any number of processes: accelerate launch … "
+        "-m clibd_core.cli build-library …; a killed build resumes)",
+    )
     builder.add_argument("--model", required=True, help="model or run directory")
     builder.add_argument("--data", required=True, help="any source `clibd inspect` reads")
     builder.add_argument("--format", choices=FORMATS, help="skip detection and read as this format")
     builder.add_argument("--out", required=True, help="library directory to create")
     builder.add_argument("--name", help="a name shown in the app (default: the directory name)")
     builder.add_argument("--overwrite", action="store_true", help="replace an existing library (atomically)")
+    builder.add_argument("--batch-size", type=int, default=64, help="records embedded at once per process")
+    builder.add_argument(
+        "--shard-records", type=int, default=4096, help="records per shard (the unit written, shared out, resumed)"
+    )
     builder.set_defaults(run=_build_library)
 
     adder = commands.add_parser("add-to-library", help="append a data source to a library (atomically)")

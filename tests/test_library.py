@@ -441,3 +441,49 @@ def test_corrupt_reference_images_are_skipped_with_their_reason(model, records, 
     assert library.facts["skipped"][0]["id"] == "broken"
     assert library.indexes["image"].ntotal == 30 and library.indexes["dna"].ntotal == 31
     assert io.BytesIO(library.thumbnails([0])[0]).read(2) == b"\xff\xd8"
+
+
+def _same_library(a: Library, b: Library, exact: bool = True) -> None:
+    """Same records, rows and vectors; ``exact=False`` allows float rounding (other thread counts)."""
+    pd.testing.assert_frame_equal(a.metadata, b.metadata)
+    assert a.modalities == b.modalities
+    for modality in a.modalities:
+        np.testing.assert_array_equal(a.rows[modality], b.rows[modality])
+        np.testing.assert_allclose(a.vectors(modality), b.vectors(modality), atol=0 if exact else 1e-5)
+    if exact:
+        assert a.facts["calibration"] == b.facts["calibration"]
+
+
+def test_a_killed_build_resumes_from_its_finished_shards(model, records, tmp_path):
+    from clibd_core.library.shards import Processes
+
+    whole = build_library(model, records[:100], tmp_path / "whole", shard_records=30)
+    assert whole.facts["build"]["shards"] == 4 and whole.facts["build"]["processes"] == 1
+    assert not (tmp_path / ".build-whole").exists()  # the shards are gone once the library is committed
+    # As if the second of two processes died: shards 0 and 2 are written, 1 and 3 are missing.
+    with pytest.raises(FileNotFoundError, match="did not finish"):
+        build_library(model, records[:100], tmp_path / "lib", shard_records=30, processes=Processes(0, 2))
+    work = tmp_path / ".build-lib"
+    finished = {p.name: p.stat().st_mtime_ns for p in work.glob("shard-*")}
+    assert sorted(finished) == ["shard-000000", "shard-000002"] and not (tmp_path / "lib" / "CURRENT").exists()
+    resumed = build_library(model, records[:100], tmp_path / "lib", shard_records=30)
+    _same_library(resumed, whole)
+    # A different build in the same place does not reuse the old shards.
+    build_library(model, records[:10], tmp_path / "other", shard_records=30, processes=Processes(1, 2))
+    assert not list((tmp_path / ".build-other").glob("shard-*"))
+
+
+@pytest.mark.slow
+def test_two_processes_under_accelerate_build_the_single_process_library(model, world, tmp_path):
+    """`accelerate launch` with 2 CPU processes: shards shared out, the same library as one process."""
+    common = ["build-library", "--model", str(DEMO_MODEL), "--data", str(world), "--shard-records", "60"]
+    single = subprocess.run([*CLI, *common, "--out", str(tmp_path / "one")], capture_output=True, text=True)
+    assert single.returncode == 0, single.stderr
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "clibd_core.cli"]
+    double = subprocess.run([*launch, *common, "--out", str(tmp_path / "two")], capture_output=True, text=True)
+    assert double.returncode == 0, double.stderr[-3000:]
+    one, two = Library.open(tmp_path / "one"), Library.open(tmp_path / "two")
+    assert two.facts["build"]["processes"] == 2 and two.facts["build"]["shards"] == 4  # 220 records
+    assert one.facts["build"]["processes"] == 1
+    _same_library(one, two, exact=False)  # each of the two processes computes with one thread

@@ -139,7 +139,7 @@ def test_two_processes_with_accelerate(world, tmp_path):
         sys.executable,
         "-m",
         "accelerate.commands.launch",
-        "--cpu",
+        "--multi_gpu",  # two processes (torch.distributed.run); without a GPU they run on the CPU
         "--num_processes",
         "2",
         "--num_machines",
@@ -153,13 +153,21 @@ def test_two_processes_with_accelerate(world, tmp_path):
         "train",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # No random barcode windows: each process draws its own, so only the batch's items can be compared.
+    (tmp_path / "run.yaml").write_text("dna_crop: 0.0\n")
     args = ["--data", str(world), "--out", str(out), "--batch-size", "16", "--max-steps", "4", "--seed", "1"]
+    args += ["--config", str(tmp_path / "run.yaml")]
     result = subprocess.run([*launch, *args], capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert read_status(out)["state"] == "finished"
     steps = [m for m in read_metrics(out) if m["type"] == "train"]
     assert [m["step"] for m in steps] == [1, 2, 3, 4]  # one metrics stream, written by the main process
     single = tmp_path / "single"
-    subprocess.run(train_args(world, single, "--max-steps", "1"), check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        train_args(world, single, "--max-steps", "1", "--config", str(tmp_path / "run.yaml")),
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     first_single = [m for m in read_metrics(single) if m["type"] == "train"][0]["loss"]
     assert steps[0]["loss"] == pytest.approx(first_single, abs=1e-4)  # the gathered loss sees the global batch

@@ -27,6 +27,7 @@ from clibd_core.fileio import fsync_tree, write_json
 from clibd_core.library.calibration import calibrate
 from clibd_core.library.domain import fit_domain
 from clibd_core.library.kmers import kmer_profiles
+from clibd_core.library.shards import SHARD_RECORDS, Processes, embed_shards, load_shards, prepare, work_folder
 from clibd_core.library.store import (
     CURRENT,
     FORMAT,
@@ -64,11 +65,16 @@ def build_library(
     progress: Progress = _no_progress,
     batch_size: int = 64,
     description: str = "",
-) -> Library:
+    processes: Processes = Processes(),  # noqa: B008 - a frozen value
+    shard_records: int = SHARD_RECORDS,
+) -> Library | None:
     """Embed every record's barcode, image and taxonomy text (those the model has) into a new library.
 
     ``model_path`` is recorded so the library can reopen its model (default: where the model was
-    loaded from; a relative path is taken relative to the library directory).
+    loaded from; a relative path is taken relative to the library directory). Under ``accelerate
+    launch`` pass ``processes=PartialState()``: every process embeds its shards (library/shards.py),
+    the main one assembles and commits the library and returns it; the others return None. A build
+    that was killed resumes from its finished shards.
     """
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -77,7 +83,23 @@ def build_library(
         if not overwrite:
             raise LibraryError(f"{out} is already a library: add to it (clibd add-to-library) or pass --overwrite")
     records = _unique_records(records)
-    parts = _embed_records(model, records, 0, progress, batch_size)
+    started = time.time()
+    work = work_folder(out)
+    count = prepare(work, model.fingerprint, records, processes, shard_records)
+    stride = _domain_stride(records)
+
+    def embed(chunk: list[Record], first: int) -> _Embedded:
+        parts = _embed_records(model, chunk, first, _no_progress, batch_size, with_texts=False, domain_stride=stride)
+        progress("embedding records", min(first + len(chunk), len(records)), len(records))
+        return parts
+
+    embed_shards(work, records, shard_records, processes, embed)
+    processes.wait_for_everyone()
+    if not processes.is_main_process:
+        return None
+    parts = _Embedded(**load_shards(work, count))
+    if "text" in model.config.modalities:
+        parts.vectors["text"], parts.rows["text"] = _embed_texts(model, records, 0, progress, batch_size)
     facts = {
         "name": name or out.name,
         "description": description,
@@ -85,7 +107,16 @@ def build_library(
         "model": {"path": model_path or str(Path(model.source_dir).resolve()), "preset": model.config.preset},
         "sources": list(sources),
     }
-    return _write_version(out, model, facts, _metadata(records), parts, previous=None, progress=progress)
+    facts["build"] = {
+        "processes": processes.num_processes,
+        "shards": count,
+        "shard_records": shard_records,
+        "device": str(model.device),
+        "seconds": round(time.time() - started, 1),
+    }
+    library = _write_version(out, model, facts, _metadata(records), parts, previous=None, progress=progress)
+    shutil.rmtree(work, ignore_errors=True)
+    return library
 
 
 def add_to_library(
@@ -156,6 +187,8 @@ def _embed_records(
     progress: Progress,
     batch_size: int,
     known_texts: set[str] = frozenset(),
+    with_texts: bool = True,
+    domain_stride: int | None = None,
 ) -> _Embedded:
     vectors: dict[str, list[np.ndarray]] = {}
     rows: dict[str, list[int]] = {}
@@ -190,18 +223,11 @@ def _embed_records(
                 embeddings, backbones = model.encode_images_with_backbone(images)
                 vectors.setdefault("image", []).append(embeddings)
                 rows.setdefault("image", []).extend(first_row + i for i in chunk)
-                domain_features.append(backbones[:: -(-len(with_image) // DOMAIN_SAMPLE)])
+                domain_features.append(backbones[:: domain_stride or _domain_stride(records)])
             progress("images", min(start + batch_size, len(with_image)), len(with_image))
-    if "text" in modalities:
-        first_of_text: dict[str, int] = {}
-        for i, record in enumerate(records):
-            if (text := taxonomy_text(record.taxonomy)) not in known_texts:
-                first_of_text.setdefault(text, i)
-        texts = list(first_of_text)
-        for start in range(0, len(texts), batch_size):
-            vectors.setdefault("text", []).append(model.encode_texts(texts[start : start + batch_size]))
-            progress("taxonomy texts", min(start + batch_size, len(texts)), len(texts))
-        rows["text"] = [first_row + first_of_text[text] for text in texts]
+    if "text" in modalities and with_texts:
+        text_vectors, text_rows = _embed_texts(model, records, first_row, progress, batch_size, known_texts)
+        vectors["text"], rows["text"] = [text_vectors], text_rows
     return _Embedded(
         {m: np.concatenate(v) for m, v in vectors.items()},
         {m: np.asarray(r, dtype=np.int64) for m, r in rows.items()},
@@ -209,6 +235,27 @@ def _embed_records(
         skipped,
         np.concatenate(domain_features) if domain_features else None,
     )
+
+
+def _embed_texts(
+    model, records: Sequence[Record], first_row: int, progress: Progress, batch_size: int, known_texts=frozenset()
+) -> tuple[np.ndarray, np.ndarray]:
+    """One vector per taxonomy text not yet known, with the row of its first record."""
+    first_of_text: dict[str, int] = {}
+    for i, record in enumerate(records):
+        if (text := taxonomy_text(record.taxonomy)) not in known_texts:
+            first_of_text.setdefault(text, i)
+    texts = list(first_of_text)
+    vectors = [np.zeros((0, model.config.embed_dim), dtype=np.float32)]
+    for start in range(0, len(texts), batch_size):
+        vectors.append(model.encode_texts(texts[start : start + batch_size]))
+        progress("taxonomy texts", min(start + batch_size, len(texts)), len(texts))
+    return np.concatenate(vectors), np.asarray([first_row + first_of_text[t] for t in texts], dtype=np.int64)
+
+
+def _domain_stride(records: Sequence[Record]) -> int:
+    """Keep every n-th image's backbone features, about ``DOMAIN_SAMPLE`` in all, for the image domain."""
+    return max(1, -(-sum(r.has_image for r in records) // DOMAIN_SAMPLE))
 
 
 def _thumbnail(image) -> bytes:

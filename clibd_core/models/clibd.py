@@ -117,6 +117,7 @@ class CLIBDModel(nn.Module):
 
         Keys: ``image`` (pixels), ``dna`` / ``text`` (token dicts), or ``image_backbone`` /
         ``text_backbone`` (features of a frozen backbone, computed once: only the projection runs).
+        The result also holds ``logit_scale``, the learned temperature.
         """
         features = {}
         if "image" in batch:
@@ -129,6 +130,10 @@ class CLIBDModel(nn.Module):
             features["text"] = self.text_features(batch["text"])
         if "text_backbone" in batch:
             features["text"] = F.normalize(self.language_encoder.proj(batch["text_backbone"].to(self.device)), dim=-1)
+        # The loss's temperature leaves through the forward, as open_clip's does, and as a computed
+        # tensor: DistributedDataParallel (two or more processes) marks a parameter that is used only
+        # outside the forward, or returned bare, as unused, and then ready a second time in backward.
+        features["logit_scale"] = self.logit_scale.clone()
         return features
 
     # -- the public encoders ---------------------------------------------------------------------

@@ -133,13 +133,14 @@ def _inputs(
     return inputs
 
 
-def _loss(features: dict, model: CLIBDModel, config: TrainConfig, targets: torch.Tensor | None):
+def _loss(outputs: dict, config: TrainConfig, targets: torch.Tensor | None):
     """CLIBD's loss over the batch, or (taxonomy) each photo's taxon among all training taxa: a softmax
     over the text embeddings of every taxon, so photos of one species are never each other's negatives."""
-    features = {k: v.float() for k, v in features.items()}
+    features = {k: v.float() for k, v in outputs.items() if k != "logit_scale"}
+    logit_scale = outputs["logit_scale"]
     if config.loss != "taxonomy":
-        return clibd_loss(features, model.logit_scale)
-    logits = model.logit_scale.exp() * features["image"] @ features["text"].T
+        return clibd_loss(features, logit_scale)
+    logits = logit_scale.exp() * features["image"] @ features["text"].T
     loss = F.cross_entropy(logits, targets.to(logits.device))
     return loss, {"image->taxa": loss.detach()}
 
@@ -277,7 +278,7 @@ def _train(config: TrainConfig, resume: bool, accelerator: Accelerator, monitor:
             inputs = _inputs(model, batch_records, cache, next(pixels) if pixels else None, config, texts)
             targets = torch.tensor([taxon_of[train_texts[i]] for i in indices]) if config.loss == "taxonomy" else None
             with accelerator.autocast(), bf16_autocast(config, accelerator.device):
-                loss, pair_losses = _loss(ddp_model(inputs), model, config, targets)
+                loss, pair_losses = _loss(ddp_model(inputs), config, targets)
             accelerator.backward(loss)
             optimizer.step()
             scheduler.step()
