@@ -487,3 +487,52 @@ def test_two_processes_under_accelerate_build_the_single_process_library(model, 
     assert two.facts["build"]["processes"] == 2 and two.facts["build"]["shards"] == 4  # 220 records
     assert one.facts["build"]["processes"] == 1
     _same_library(one, two, exact=False)  # each of the two processes computes with one thread
+
+
+def test_seed_candidates_find_a_fragment_and_distant_relatives():
+    from clibd_core.library.seeds import SeedIndex
+
+    rng = np.random.default_rng(0)
+    bases = np.array(list("ACGT"))
+    ancestors = ["".join(rng.choice(bases, 658)) for _ in range(20)]
+
+    def mutate(sequence: str, rate: float) -> str:
+        changed = np.array(list(sequence))
+        where = rng.random(len(changed)) < rate
+        changed[where] = rng.choice(bases, where.sum())
+        return "".join(changed)
+
+    references = [mutate(a, 0.02) for a in ancestors for _ in range(5)]  # 20 genera of 5 "species"
+    index = SeedIndex.build(references, np.arange(100) + 7, 107)  # rows need not start at 0
+    fragment = references[42][300:430]  # a 130-bp mini-barcode
+    assert index.candidates(fragment, 5)[0] == 42 + 7
+    relative = mutate(ancestors[13], 0.10)  # 90 % identical: a species the library lacks
+    assert set(index.candidates(relative, 5)) == set(range(13 * 5 + 7, 14 * 5 + 7))
+    excluded = np.zeros(107, dtype=bool)
+    excluded[42 + 7] = True
+    assert 42 + 7 not in index.candidates(fragment, 5, excluded)
+    assert len(index.candidates("ACGTNNNN", 5)) == 0  # too short for one word
+
+
+def test_short_reads_are_answered_from_their_seed_candidates(library, model, records):
+    """100-bp reads from either end: the seed index finds their source where the embedding alone misses."""
+    assert library.seeds is not None
+    picked = range(0, 160, 4)
+    fragments = [Query(f"q{i}-{end}", barcode=records[i].barcode[end : end + 100]) for i in picked for end in (0, 500)]
+    truth = [records[i].taxonomy.species for i in picked for _ in (0, 500)]
+
+    def named(results) -> float:
+        return np.mean(
+            [
+                r.ranks.get("species") is not None and r.ranks["species"].name == t
+                for r, t in zip(results, truth, strict=True)
+            ]
+        )
+
+    with_seeds = named(identify(library, model, fragments))
+    seeds, library.seeds = library.seeds, None
+    try:
+        without = named(identify(library, model, fragments))
+    finally:
+        library.seeds = seeds
+    assert with_seeds >= 0.8 and with_seeds > without + 0.1, (with_seeds, without)

@@ -23,10 +23,12 @@ import pandas as pd
 
 from clibd_core.data.records import Record
 from clibd_core.data.transforms import ImageError
+from clibd_core.dna import to_acgtn
 from clibd_core.fileio import fsync_tree, write_json
 from clibd_core.library.calibration import calibrate
 from clibd_core.library.domain import fit_domain
 from clibd_core.library.kmers import kmer_profiles
+from clibd_core.library.seeds import SeedIndex
 from clibd_core.library.shards import SHARD_RECORDS, Processes, embed_shards, load_shards, prepare, work_folder
 from clibd_core.library.store import (
     CURRENT,
@@ -333,6 +335,11 @@ def _write_version(
             if isinstance(index, faiss.IndexHNSW):
                 index_facts[modality].update(M=HNSW_M, efConstruction=HNSW_EF_CONSTRUCTION, efSearch=HNSW_EF_SEARCH)
         metadata.to_parquet(staging / "metadata.parquet", index=False)
+        seeds = None
+        if "dna" in modalities:
+            progress("indexing seeds", 0, 1)
+            seeds = _seed_index(metadata)
+            seeds.save(staging)
         _write_thumbnails(staging, previous, new.thumbnails)
         for cached in previous.version_dir.glob(keep) if previous and keep else ():
             shutil.copy2(cached, staging / cached.name)
@@ -348,7 +355,7 @@ def _write_version(
             "versions": _versions(),
         }
         progress("calibrating confidence", 0, 1)
-        staged = Library(path, staging, facts, metadata, indexes, rows)
+        staged = Library(path, staging, facts, metadata, indexes, rows, seeds)
         facts["calibration"] = calibrate(staged, model)
         facts["domain"] = _domains(facts, staged, new.image_features)
         write_json(staging / "library.json", facts)
@@ -371,6 +378,13 @@ def _staging(staging: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _seed_index(metadata: pd.DataFrame) -> SeedIndex:
+    """The seed index of every barcode in the library (library/seeds.py)."""
+    rows = np.flatnonzero(metadata["barcode"].fillna("").str.len().to_numpy() > 0)
+    barcodes = [to_acgtn(barcode) for barcode in metadata["barcode"].to_numpy()[rows]]
+    return SeedIndex.build(barcodes, rows, len(metadata))
 
 
 def _write_index(index: faiss.Index, file: Path) -> None:

@@ -40,6 +40,7 @@ from clibd_core.library.search import (
     novelty_features,
     rank_features,
     rank_votes,
+    with_seed_candidates,
 )
 from clibd_core.library.store import Library
 from clibd_core.taxonomy import MISSING, RANKS
@@ -120,7 +121,11 @@ def _calibrate_pair(
                     left_out = _left_out(kmer_rows, row, absent, species, genus)
                     more = kmer_rows[_nearest(kmer_keys, kmer_queries[start + offset], left_out, k)]
                 vector, query = query_vectors[start + offset], sequences[start + offset]
-                samples.append((aligned_candidates(library, evidence, more, vector, query, k), row, absent))
+                evidence = aligned_candidates(library, evidence, more, vector, query, k)
+                hidden = np.zeros(len(library.metadata), dtype=bool)
+                hidden[key_rows[_left_out(key_rows, row, absent, species, genus)]] = True
+                evidence = with_seed_candidates(library, evidence, vector, query, k, hidden)
+                samples.append((evidence, row, absent))
     fitted = {f"{query_modality}->{key_modality}": _fit(library, samples or plain, k)}
     if aligned:
         fitted[EMBEDDING_ONLY] = _fit(library, plain, k)

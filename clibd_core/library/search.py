@@ -31,6 +31,7 @@ from clibd_core.dna import inspect_barcode, parse_sequences, to_acgtn
 from clibd_core.library.domain import distances
 from clibd_core.library.identity import percent_identity
 from clibd_core.library.kmers import kmer_profiles
+from clibd_core.library.seeds import LONG_READ
 from clibd_core.library.store import Library, LibraryError
 from clibd_core.taxonomy import MISSING, RANKS
 
@@ -46,6 +47,7 @@ OUT_OF_DOMAIN_MESSAGE = (
 )
 UNSUPPORTED_CAP = 0.3  # the most confidence any rank keeps when the calibration cannot back it
 BIN_IDENTITY = 97.8  # % identity: BOLD's BIN threshold (2.2 % divergence)
+SEED_CANDIDATES = 30  # references sharing the most seeds with a hard query, aligned too (needs_seeds)
 
 
 @dataclass
@@ -165,24 +167,40 @@ class Evidence:
         return float(self.identities[0] / 100) if self.identities is not None else float(self.similarities[0])
 
 
-def with_identities(evidence: Evidence, query: str, barcodes: np.ndarray) -> Evidence:
-    """Align the query to every candidate's barcode and rerank by identity (ties: by similarity)."""
-    identities = np.array([percent_identity(query, to_acgtn(barcodes[row])) for row in evidence.rows])
-    order = np.lexsort((-evidence.similarities, -identities))
-    return Evidence(evidence.rows[order], evidence.similarities[order], identities[order])
-
-
 def aligned_candidates(
-    library: Library, evidence: Evidence, kmer_rows: np.ndarray, vector: np.ndarray, sequence: str, k: int
+    library: Library, evidence: Evidence, extra_rows: np.ndarray, vector: np.ndarray, sequence: str, k: int
 ) -> Evidence:
-    """The embedding's candidates and the k-mer index's, aligned and reranked by identity; the best k."""
-    extra = np.setdiff1d(kmer_rows, evidence.rows)
+    """The candidates and ``extra_rows`` aligned to the query (each once: candidates aligned before keep
+    their identity) and reranked by identity, ties by similarity; the best k."""
+    extra = np.setdiff1d(extra_rows, evidence.rows)
+    rows = np.r_[evidence.rows, extra].astype(np.int64)
+    similarities = evidence.similarities
     if len(extra):
         positions = library.positions("dna", extra)
-        extra_similarities = library.indexes["dna"].reconstruct_batch(positions) @ vector
-        evidence = Evidence(np.r_[evidence.rows, extra], np.r_[evidence.similarities, extra_similarities])
-    ranked = with_identities(evidence, sequence, library.column("barcode"))
-    return Evidence(ranked.rows[:k], ranked.similarities[:k], ranked.identities[:k])
+        similarities = np.r_[similarities, library.indexes["dna"].reconstruct_batch(positions) @ vector]
+    known = [] if evidence.identities is None else list(evidence.identities)
+    barcodes = library.column("barcode")
+    identities = np.array(known + [percent_identity(sequence, to_acgtn(barcodes[row])) for row in rows[len(known) :]])
+    order = np.lexsort((-similarities, -identities))[:k]
+    return Evidence(rows[order], similarities[order], identities[order])
+
+
+def needs_seeds(evidence: Evidence, sequence: str) -> bool:
+    """Whether a barcode's embedding candidates may have missed its closest relatives: none is within
+    BOLD's BIN threshold (a species the library may lack), or the read is short (a fragment's
+    embedding places it less well)."""
+    return len(sequence) < LONG_READ or not len(evidence.rows) or evidence.identities[0] < BIN_IDENTITY
+
+
+def with_seed_candidates(
+    library: Library, evidence: Evidence, vector: np.ndarray, sequence: str, k: int, excluded: np.ndarray | None
+) -> Evidence:
+    """Aligned candidates widened by the seed index's (library/seeds.py) where :func:`needs_seeds`;
+    ``excluded``: a boolean mask of metadata rows that may not be candidates."""
+    if library.seeds is None or not needs_seeds(evidence, sequence):
+        return evidence
+    seeds = library.seeds.candidates(sequence, SEED_CANDIDATES, excluded)
+    return aligned_candidates(library, evidence, seeds, vector, sequence, k)
 
 
 def rank_votes(evidence: Evidence, lineages: dict[str, np.ndarray]) -> dict[str, tuple[str, float]]:
@@ -515,6 +533,7 @@ def _identify_barcodes(library, model, queries, k, allowed, align, progress, bat
             else:
                 good.append((i, to_acgtn(report.sequence)))
     use_kmers = align and "kmer" in library.indexes
+    excluded = None if allowed is None else ~np.isin(np.arange(len(library.metadata)), allowed)
     for start in range(0, len(good), batch_size):
         chunk = good[start : start + batch_size]
         sequences = [sequence for _, sequence in chunk]
@@ -525,6 +544,7 @@ def _identify_barcodes(library, model, queries, k, allowed, align, progress, bat
             evidence = Evidence(found[found >= 0], sims[found >= 0])
             if align:
                 evidence = aligned_candidates(library, evidence, more[more >= 0], vector, sequence, k)
+                evidence = with_seed_candidates(library, evidence, vector, sequence, k, excluded)
             _fill(results[i], answer(evidence, library, "dna->dna", vector))
             results[i].embedding, results[i].key_modality = vector.tolist(), "dna"
         progress("barcodes", min(start + batch_size, len(good)), len(good))

@@ -10,6 +10,7 @@ A library directory holds numbered versions and a ``CURRENT`` file naming the li
                                        when the model's DNA tower does not embed them itself
     LIB_DIR/v000002/{modality}_rows.npy  metadata row of each index entry
     LIB_DIR/v000002/thumbnails.parquet  small JPEGs of the reference images (for galleries)
+    LIB_DIR/v000002/seeds_*.npy         the barcodes' seed index (library/seeds.py), memory-mapped
 
 A build or an append (library/build.py) writes a complete new version beside the live one and then
 replaces ``CURRENT`` with one atomic rename, so a process killed at any moment leaves the previous
@@ -29,6 +30,7 @@ import faiss
 import numpy as np
 import pandas as pd
 
+from clibd_core.library.seeds import SeedIndex
 from clibd_core.taxonomy import ALL_RANKS, MISSING
 
 FORMAT = "clibd-library"
@@ -58,6 +60,7 @@ class Library:
     metadata: pd.DataFrame
     indexes: dict[str, faiss.Index] = field(default_factory=dict)
     rows: dict[str, np.ndarray] = field(default_factory=dict)
+    seeds: SeedIndex | None = None  # shared 12-mers of the barcodes (absent from older libraries)
     _columns: dict[str, object] = field(default_factory=dict, repr=False)  # caches of column() and positions()
 
     @classmethod
@@ -76,6 +79,8 @@ class Library:
             if isinstance(index, faiss.IndexHNSW):
                 index.hnsw.efSearch = HNSW_EF_SEARCH
             library.indexes[modality] = index
+        if with_indexes:
+            library.seeds = SeedIndex.open(version_dir, len(metadata))
         return library
 
     def column(self, name: str) -> np.ndarray:
