@@ -32,7 +32,9 @@ COVERAGE_NOTE = (
 
 
 def default_library_is_current() -> bool:
-    """Whether the default library exists and was built by the shipped model from the shipped source."""
+    """Whether the default library exists, was built by the shipped model from the shipped source, and has
+    the parts today's search uses (the seed index)."""
+    from clibd_core.library.seeds import FILES as SEED_FILES
     from clibd_core.library.store import Library, LibraryError
 
     try:
@@ -41,7 +43,8 @@ def default_library_is_current() -> bool:
         return False
     model = json.loads((DEFAULT_MODEL / "config.json").read_text())["fingerprint"]
     source_sha = [s.get("sha256") for s in library.facts.get("sources", [])]
-    return library.fingerprint == model and source_sha == [file_sha256(DEFAULT_SOURCE)]
+    complete = all((library.version_dir / name).exists() for name in SEED_FILES)
+    return complete and library.fingerprint == model and source_sha == [file_sha256(DEFAULT_SOURCE)]
 
 
 def build_default_library(progress=None) -> Path:
