@@ -318,16 +318,16 @@ def test_append_adds_new_records_and_reports_duplicates(model, records, tmp_path
 
 
 def test_appends_past_the_exact_limit_switch_to_hnsw_and_then_grow_it(model, records, tmp_path, monkeypatch):
-    from clibd_core.library import store
+    from clibd_core.library import indexes
 
-    monkeypatch.setattr(store, "EXACT_LIMIT", 50)  # the switch at 300,000 vectors, scaled down
+    monkeypatch.setattr(indexes, "EXACT_LIMIT", 50)  # the switch at 300,000 vectors, scaled down
     build_library(model, records[:40], tmp_path / "lib")
     crossed, _ = add_to_library(tmp_path / "lib", model, records[40:80])
     grown, _ = add_to_library(tmp_path / "lib", model, records[80:120])
     assert Library.open(tmp_path / "lib", with_indexes=False).facts["index"]["dna"]["type"] == "IndexHNSWFlat"
     for library, size in ((crossed, 80), (grown, 120)):
         assert isinstance(library.indexes["dna"], faiss.IndexHNSW) and library.indexes["dna"].ntotal == size
-        assert library.indexes["dna"].hnsw.efSearch == store.HNSW_EF_SEARCH
+        assert library.indexes["dna"].hnsw.efSearch == indexes.HNSW_EF_SEARCH
         np.testing.assert_array_equal(library.rows["dna"], np.arange(size))
     exact = model.encode_barcodes([r.barcode for r in records[:120]])
     np.testing.assert_allclose(grown.vectors("dna"), exact, atol=1e-5)  # every vector kept, in row order
@@ -536,3 +536,35 @@ def test_short_reads_are_answered_from_their_seed_candidates(library, model, rec
     finally:
         library.seeds = seeds
     assert with_seeds >= 0.8 and with_seeds > without + 0.1, (with_seeds, without)
+
+
+@pytest.mark.slow
+def test_a_library_over_its_memory_budget_gets_a_compressed_memory_mapped_index(tmp_path):
+    """Under a tiny budget: IVF-PQ read memory-mapped, exact re-ranking from the stored vectors, the
+    same nearest references as exact search, taxon restrictions kept, appends rebuilt."""
+    from clibd_core.reference import DEFAULT_MODEL
+
+    model = load_model(DEFAULT_MODEL, device="cpu")  # barcodes and taxonomy only: quick to embed
+    root = tmp_path / "world"
+    generate_world(root, WorldConfig(n_records=700, n_orders=3, seed=11))
+    records = [r for r in read_source(root).records if r.barcode]
+    exact = build_library(model, records[:600], tmp_path / "exact")
+    small = build_library(model, records[:600], tmp_path / "small", index_memory=10_000)
+    facts = small.facts["index"]["dna"]
+    assert facts["type"] == "IndexIVFPQ" and facts["memory_budget"] == 10_000 and facts["code_bytes"] == 32
+    assert exact.facts["index"]["dna"]["type"] == "IndexFlatIP"
+    reopened = Library.open(tmp_path / "small")
+    assert isinstance(reopened.stored["dna"], np.memmap)
+    queries = model.encode_barcodes([r.barcode for r in records[600:700]])
+    found = reopened.search("dna", queries, 10)[1]
+    truth = exact.search("dna", queries, 10)[1]
+    recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
+    assert recall >= 0.95
+    order = records[0].taxonomy.order
+    allowed = reopened.select_rows(taxon=order)
+    rows = reopened.search("dna", queries[:5], 10, allowed)[1]
+    assert set(rows[rows >= 0]) <= set(allowed)
+    grown, _ = add_to_library(tmp_path / "small", model, records[600:650])
+    assert grown.facts["index"]["dna"]["type"] == "IndexIVFPQ" and grown.indexes["dna"].ntotal == 650
+    [result] = identify(grown, model, [Query("q", barcode=records[620].barcode)])
+    assert result.neighbours[0].identity == pytest.approx(100.0)

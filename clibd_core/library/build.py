@@ -27,20 +27,11 @@ from clibd_core.dna import to_acgtn
 from clibd_core.fileio import fsync_tree, write_json
 from clibd_core.library.calibration import calibrate
 from clibd_core.library.domain import fit_domain
+from clibd_core.library.indexes import INDEX_MEMORY, describe, is_compressed, new_index, train
 from clibd_core.library.kmers import kmer_profiles
 from clibd_core.library.seeds import SeedIndex
 from clibd_core.library.shards import SHARD_RECORDS, Processes, embed_shards, load_shards, prepare, work_folder
-from clibd_core.library.store import (
-    CURRENT,
-    FORMAT,
-    FORMAT_VERSION,
-    HNSW_EF_CONSTRUCTION,
-    HNSW_EF_SEARCH,
-    HNSW_M,
-    Library,
-    LibraryError,
-    new_index,
-)
+from clibd_core.library.store import CURRENT, FORMAT, FORMAT_VERSION, Library, LibraryError
 from clibd_core.taxonomy import ALL_RANKS, RANKS, Taxonomy, taxonomy_text
 
 THUMBNAIL_SIZE = 160
@@ -69,6 +60,7 @@ def build_library(
     description: str = "",
     processes: Processes = Processes(),  # noqa: B008 - a frozen value
     shard_records: int = SHARD_RECORDS,
+    index_memory: int = INDEX_MEMORY,
 ) -> Library | None:
     """Embed every record's barcode, image and taxonomy text (those the model has) into a new library.
 
@@ -108,6 +100,7 @@ def build_library(
         "model_fingerprint": model.fingerprint,
         "model": {"path": model_path or str(Path(model.source_dir).resolve()), "preset": model.config.preset},
         "sources": list(sources),
+        "index_memory": index_memory,
     }
     facts["build"] = {
         "processes": processes.num_processes,
@@ -284,26 +277,31 @@ def _metadata(records: Sequence[Record]) -> pd.DataFrame:
     )
 
 
-def _index_with(previous: Library | None, modality: str, new: np.ndarray | None) -> tuple[faiss.Index, np.ndarray]:
-    """The previous version's index of a modality with the new vectors added, and its rows so far.
+def _index_with(
+    previous: Library | None, modality: str, new: np.ndarray | None, memory: int
+) -> tuple[faiss.Index, np.ndarray, np.ndarray | None]:
+    """The previous version's index of a modality with the new vectors added, its rows so far, and (for
+    a compressed index) all its vectors, which are written beside it for exact re-ranking.
 
-    The previous index is copied and grown while its kind still fits the total size; only when the
-    library crosses ``EXACT_LIMIT`` (or the modality is new) is an index built from all vectors.
+    A flat or HNSW index is copied and grown while its kind still fits the total size and the memory
+    budget (library/indexes.py); otherwise, or for a compressed index, one is built from all vectors.
     """
     old = previous.indexes.get(modality) if previous else None
     old_rows = previous.rows[modality] if old is not None else np.zeros(0, np.int64)
     dim = old.d if old is not None else new.shape[1]
     new = np.ascontiguousarray(new if new is not None else np.zeros((0, dim)), dtype=np.float32)
     total = (old.ntotal if old is not None else 0) + len(new)
-    if old is not None and type(new_index(dim, total)) is type(old):
+    index = new_index(dim, total, memory)
+    if old is not None and type(index) is type(old) and not is_compressed(old):
         index = faiss.clone_index(old)  # keeps its kind and search settings
-    else:
-        index = new_index(dim, total)
-        if old is not None:
-            index.add(previous.vectors(modality))
-    if len(new):
-        index.add(new)
-    return index, old_rows
+        if len(new):
+            index.add(new)
+        return index, old_rows, None
+    everything = new if old is None else np.concatenate([previous.vectors(modality), new])
+    train(index, everything)
+    if len(everything):
+        index.add(everything)
+    return index, old_rows, everything if is_compressed(index) else None
 
 
 def _write_version(
@@ -323,17 +321,19 @@ def _write_version(
     number = 1 + max((int(p.name[1:]) for p in path.glob("v[0-9]*") if p.name[1:].isdigit()), default=0)
     with _staging(path / f".tmp-v{number:06d}-{os.getpid()}") as staging:
         modalities = sorted({*(previous.modalities if previous else []), *new.vectors})
-        indexes, rows, index_facts = {}, {}, {}
+        indexes, rows, index_facts, stored = {}, {}, {}, {}
+        memory = facts.get("index_memory", INDEX_MEMORY)
         for modality in modalities:
             progress(f"indexing {modality}", 0, 1)
-            index, old_rows = _index_with(previous, modality, new.vectors.get(modality))
+            index, old_rows, everything = _index_with(previous, modality, new.vectors.get(modality), memory)
             indexes[modality] = index
             rows[modality] = np.concatenate([old_rows, new.rows.get(modality, [])]).astype(np.int64)
             _write_index(index, staging / f"{modality}.faiss")
             np.save(staging / f"{modality}_rows.npy", rows[modality])
-            index_facts[modality] = {"type": type(index).__name__, "vectors": int(index.ntotal), "dim": int(index.d)}
-            if isinstance(index, faiss.IndexHNSW):
-                index_facts[modality].update(M=HNSW_M, efConstruction=HNSW_EF_CONSTRUCTION, efSearch=HNSW_EF_SEARCH)
+            if everything is not None:
+                np.save(staging / f"{modality}_vectors.npy", everything.astype(np.float16))
+                stored[modality] = np.load(staging / f"{modality}_vectors.npy", mmap_mode="r")
+            index_facts[modality] = describe(index, memory)
         metadata.to_parquet(staging / "metadata.parquet", index=False)
         seeds = None
         if "dna" in modalities:
@@ -355,7 +355,7 @@ def _write_version(
             "versions": _versions(),
         }
         progress("calibrating confidence", 0, 1)
-        staged = Library(path, staging, facts, metadata, indexes, rows, seeds)
+        staged = Library(path, staging, facts, metadata, indexes, rows, seeds, stored)
         facts["calibration"] = calibrate(staged, model)
         facts["domain"] = _domains(facts, staged, new.image_features)
         write_json(staging / "library.json", facts)

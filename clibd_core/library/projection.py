@@ -74,7 +74,7 @@ def place(table: pd.DataFrame, library: Library, vector: np.ndarray, modality: s
     mapped = table[table["modality"] == modality] if modality in set(table["modality"]) else table
     key_modality = mapped["modality"].iat[0]
     positions = library.positions(key_modality, mapped["row"].to_numpy())
-    keys = library.indexes[key_modality].reconstruct_batch(positions)
+    keys = library.vectors_at(key_modality, positions)
     similarity = keys @ np.asarray(vector, dtype=np.float32)
     nearest = np.argsort(-similarity)[:PLACEMENT_NEIGHBOURS]
     weights = np.exp((similarity[nearest] - similarity[nearest[0]]) / TAU_SIMILARITY)

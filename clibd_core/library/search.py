@@ -177,7 +177,7 @@ def aligned_candidates(
     similarities = evidence.similarities
     if len(extra):
         positions = library.positions("dna", extra)
-        similarities = np.r_[similarities, library.indexes["dna"].reconstruct_batch(positions) @ vector]
+        similarities = np.r_[similarities, library.vectors_at("dna", positions) @ vector]
     known = [] if evidence.identities is None else list(evidence.identities)
     barcodes = library.column("barcode")
     identities = np.array(known + [percent_identity(sequence, to_acgtn(barcodes[row])) for row in rows[len(known) :]])

@@ -5,10 +5,11 @@ A library directory holds numbered versions and a ``CURRENT`` file naming the li
     LIB_DIR/CURRENT             "v000002"
     LIB_DIR/v000002/library.json       format, model fingerprint, counts, index facts, provenance, calibration
     LIB_DIR/v000002/metadata.parquet   one row per reference record (id, ranks, bin, barcode, country, ...)
-    LIB_DIR/v000002/{modality}.faiss   the vectors of that modality (Flat, or HNSW for large libraries);
+    LIB_DIR/v000002/{modality}.faiss   the vectors of that modality (Flat, HNSW or IVF-PQ: library/indexes.py);
                                        "kmer" holds the barcodes' 5-mer profiles (library/kmers.py)
                                        when the model's DNA tower does not embed them itself
     LIB_DIR/v000002/{modality}_rows.npy  metadata row of each index entry
+    LIB_DIR/v000002/{modality}_vectors.npy  float16 vectors beside an IVF-PQ index (exact re-ranking)
     LIB_DIR/v000002/thumbnails.parquet  small JPEGs of the reference images (for galleries)
     LIB_DIR/v000002/seeds_*.npy         the barcodes' seed index (library/seeds.py), memory-mapped
 
@@ -24,22 +25,20 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import faiss
 import numpy as np
 import pandas as pd
 
+from clibd_core.library.indexes import HNSW_EF_SEARCH, IVF_NPROBE, IVF_RERANK, read_index
 from clibd_core.library.seeds import SeedIndex
 from clibd_core.taxonomy import ALL_RANKS, MISSING
 
 FORMAT = "clibd-library"
 FORMAT_VERSION = 1
 CURRENT = "CURRENT"
-EXACT_LIMIT = 300_000  # vectors per modality searched exactly; beyond, HNSW (bench/library_search.py)
-HNSW_M = 32
-HNSW_EF_CONSTRUCTION = 80
-HNSW_EF_SEARCH = 256  # recall@10 0.993 at 1M vectors (128: 0.986), bench/library_search.py
 
 
 class LibraryError(ValueError):
@@ -61,6 +60,7 @@ class Library:
     indexes: dict[str, faiss.Index] = field(default_factory=dict)
     rows: dict[str, np.ndarray] = field(default_factory=dict)
     seeds: SeedIndex | None = None  # shared 12-mers of the barcodes (absent from older libraries)
+    stored: dict[str, np.ndarray] = field(default_factory=dict)  # memory-mapped vectors of IVF-PQ indexes
     _columns: dict[str, object] = field(default_factory=dict, repr=False)  # caches of column() and positions()
 
     @classmethod
@@ -72,12 +72,14 @@ class Library:
         metadata = _read_file(version_dir / "metadata.parquet", pd.read_parquet)
         library = cls(path, version_dir, facts, metadata)
         for modality in facts["modalities"] if with_indexes else ():
-            index = _read_file(version_dir / f"{modality}.faiss", lambda file: faiss.read_index(str(file)))
+            compressed = facts["index"].get(modality, {}).get("type", "").startswith("IndexIVF")
+            index = _read_file(version_dir / f"{modality}.faiss", partial(read_index, compressed=compressed))
             library.rows[modality] = _read_file(version_dir / f"{modality}_rows.npy", np.load)
             if index.ntotal != len(library.rows[modality]):
                 raise LibraryError(f"{version_dir / f'{modality}.faiss'} does not match its rows file: damaged")
-            if isinstance(index, faiss.IndexHNSW):
-                index.hnsw.efSearch = HNSW_EF_SEARCH
+            if compressed:
+                stored = version_dir / f"{modality}_vectors.npy"
+                library.stored[modality] = _read_file(stored, lambda file: np.load(file, mmap_mode="r"))
             library.indexes[modality] = index
         if with_indexes:
             library.seeds = SeedIndex.open(version_dir, len(metadata))
@@ -125,9 +127,17 @@ class Library:
         return self._columns[key].get_indexer(rows)
 
     def vectors(self, modality: str) -> np.ndarray:
-        """All vectors of one modality (reconstructed from its index), in index order."""
+        """All vectors of one modality (reconstructed from its index, or read), in index order."""
+        if modality in self.stored:
+            return np.asarray(self.stored[modality], dtype=np.float32)
         index = self.indexes[modality]
         return index.reconstruct_n(0, index.ntotal)
+
+    def vectors_at(self, modality: str, positions: np.ndarray) -> np.ndarray:
+        """The vectors at some index positions."""
+        if modality in self.stored:
+            return np.asarray(self.stored[modality][np.asarray(positions)], dtype=np.float32)
+        return self.indexes[modality].reconstruct_batch(np.asarray(positions, dtype=np.int64))
 
     def search(
         self, modality: str, queries: np.ndarray, k: int, allowed_rows: np.ndarray | None = None
@@ -135,18 +145,38 @@ class Library:
         """Cosine similarities and metadata rows of each query's ``k`` nearest references (-1 = none)."""
         index = self.indexes[modality]
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        params = None
+        selector = None
         if allowed_rows is not None:
             positions = np.flatnonzero(np.isin(self.rows[modality], allowed_rows)).astype(np.int64)
             selector = faiss.IDSelectorBatch(positions)
-            params = (
-                faiss.SearchParametersHNSW(sel=selector, efSearch=max(HNSW_EF_SEARCH, k))
-                if isinstance(index, faiss.IndexHNSW)
-                else faiss.SearchParameters(sel=selector)
-            )
-        similarities, positions = index.search(queries, min(k, max(index.ntotal, 1)), params=params)
+        if modality in self.stored:
+            similarities, positions = self._reranked(modality, queries, k, selector)
+        else:
+            params = None
+            if selector is not None:
+                params = (
+                    faiss.SearchParametersHNSW(sel=selector, efSearch=max(HNSW_EF_SEARCH, k))
+                    if isinstance(index, faiss.IndexHNSW)
+                    else faiss.SearchParameters(sel=selector)
+                )
+            similarities, positions = index.search(queries, min(k, max(index.ntotal, 1)), params=params)
         rows = np.where(positions >= 0, self.rows[modality][np.maximum(positions, 0)], -1)
         return similarities, rows
+
+    def _reranked(self, modality: str, queries: np.ndarray, k: int, selector) -> tuple[np.ndarray, np.ndarray]:
+        """A compressed index's shortlist, re-ranked by exact similarity with the stored vectors."""
+        params = faiss.SearchParametersIVF(nprobe=IVF_NPROBE, sel=selector)
+        _, shortlist = self.indexes[modality].search(queries, max(IVF_RERANK, k), params=params)
+        stored = self.stored[modality]
+        similarities = np.full(shortlist.shape, -np.inf, dtype=np.float32)
+        for i, (query, found) in enumerate(zip(queries, shortlist, strict=True)):
+            usable = found >= 0
+            similarities[i, usable] = np.asarray(stored[np.sort(found[usable])], dtype=np.float32) @ query
+            shortlist[i, usable] = np.sort(found[usable])
+        order = np.argsort(-similarities, axis=1)[:, :k]
+        positions = np.take_along_axis(shortlist, order, axis=1)
+        similarities = np.take_along_axis(similarities, order, axis=1)
+        return similarities, np.where(np.isfinite(similarities), positions, -1)
 
     def select_rows(self, taxon: str | None = None, country: str | None = None) -> np.ndarray | None:
         """Metadata rows whose lineage names ``taxon`` (at any rank) and whose country is ``country``
@@ -187,16 +217,6 @@ class Library:
             "description": self.facts.get("description", ""),
             "orders": sorted(set(meta["order"]) - {MISSING}),
         }
-
-
-def new_index(dim: int, size: int) -> faiss.Index:
-    """Exact inner-product search up to ``EXACT_LIMIT`` vectors, HNSW beyond (recall@10 ≥ 0.99, bench/)."""
-    if size <= EXACT_LIMIT:
-        return faiss.IndexFlatIP(dim)
-    index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-    index.hnsw.efSearch = HNSW_EF_SEARCH
-    return index
 
 
 def _current_version(path: Path) -> Path:
