@@ -208,6 +208,7 @@ def _build_library(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             processes=processes,
             shard_records=args.shard_records,
+            index_memory=int(args.index_memory * 2**30),
         )
     except (LibraryError, UnknownFormatError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -439,6 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
     builder.add_argument("--name", help="a name shown in the app (default: the directory name)")
     builder.add_argument("--overwrite", action="store_true", help="replace an existing library (atomically)")
     builder.add_argument("--batch-size", type=int, default=64, help="records embedded at once per process")
+    builder.add_argument(
+        "--index-memory",
+        type=float,
+        default=4.0,
+        help="GB of memory one modality's search index may hold; beyond it, a compressed memory-mapped index",
+    )
     builder.add_argument(
         "--shard-records", type=int, default=4096, help="records per shard (the unit written, shared out, resumed)"
     )

@@ -51,6 +51,7 @@ def library_tables():
                 "records": s.get("records"),
                 "species": s.get("species_count"),
                 "vectors": ", ".join(f"{m} {n:,}" for m, n in s.get("vectors", {}).items()),
+                "index": ", ".join(f"{m} {i['type'].removeprefix('Index')}" for m, i in s.get("index", {}).items()),
                 "model": (s.get("model_fingerprint") or "")[:12],
                 "created": s.get("created"),
                 "sources": "; ".join(src.get("path", "") for src in s.get("sources", [])),
