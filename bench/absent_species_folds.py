@@ -60,7 +60,7 @@ def _window(sequence: str, length: int, rng: np.random.Generator) -> str | None:
 
 def fold_groups(records: list, fold: int, queries: int) -> tuple[list, dict[str, list]]:
     """The library's references and the three query groups of a fold (sampled, seed 0)."""
-    assign_splits(records, seed=0, fold=fold)
+    assign_splits(records, seed=0, keep_existing=False, fold=fold)
     untrained_in_library = {r.taxonomy.species for r in records if r.split == "val_unseen"}
     references = [
         r
