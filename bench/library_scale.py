@@ -1,8 +1,10 @@
 """Libraries of millions on a laptop: the index the budget chooses for 5M vectors, built, opened and
 searched as the app does, at the lite dimension (256) and the paper's (768).
 
-Vectors are synthetic and embedding-like (L2-normalised points around 50,000 "species" centres),
-generated in chunks straight to a float16 file: the file a compressed library keeps for exact
+Vectors are synthetic and embedding-like: L2-normalised points around 50,000 "species" centres that
+nest like a taxonomy (20 orders → 300 families → 1,500 genera → species, each a perturbation of its
+parent, as a trained model places related species near each other), generated in chunks straight to
+a float16 file: the file a compressed library keeps for exact
 re-ranking. The index is chosen by library/indexes.py under the default 4 GB budget, trained and
 filled as library/build.py does, written, then opened and searched in a fresh process (so its
 resident memory is the searcher's alone): open time, peak resident memory, single-query p50/p99
@@ -36,8 +38,7 @@ QUERIES = 300
 def write_vectors(path: Path, size: int, dim: int) -> None:
     """``size`` embedding-like unit vectors as a float16 .npy file, chunk by chunk (bounded memory)."""
     rng = np.random.default_rng(dim)
-    centres = rng.normal(size=(CENTRES, dim)).astype(np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    centres = _taxonomy_centres(dim, rng)
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(size, dim))
     for start in range(0, size, CHUNK):
         out[start : start + CHUNK] = _around(centres, min(CHUNK, size - start), rng)
@@ -45,9 +46,20 @@ def write_vectors(path: Path, size: int, dim: int) -> None:
     np.save(path.with_name(f"queries_{dim}.npy"), _around(centres, QUERIES, np.random.default_rng(dim + 1)))
 
 
+def _taxonomy_centres(dim: int, rng: np.random.Generator) -> np.ndarray:
+    level = rng.normal(size=(20, dim)).astype(np.float32)
+    for count, spread in ((300, 0.9), (1500, 0.7), (CENTRES, 0.5)):
+        parents = level[rng.integers(len(level), size=count)]
+        level = parents + rng.normal(scale=spread, size=(count, dim)).astype(np.float32) * np.linalg.norm(
+            parents, axis=1, keepdims=True
+        ) / np.sqrt(dim)
+        level /= np.linalg.norm(level, axis=1, keepdims=True)
+    return level
+
+
 def _around(centres: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
     points = centres[rng.integers(len(centres), size=count)] + rng.normal(
-        scale=0.6 / np.sqrt(centres.shape[1]), size=(count, centres.shape[1])
+        scale=0.3 / np.sqrt(centres.shape[1]), size=(count, centres.shape[1])
     ).astype(np.float32)
     return points / np.linalg.norm(points, axis=1, keepdims=True)
 

@@ -26,7 +26,7 @@ HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 256  # recall@10 0.993 at 1M vectors (128: 0.986), bench/library_search.py
 IVF_NPROBE = 64  # inverted lists visited per query
 IVF_RERANK = 200  # shortlist re-ranked exactly (bench/library_scale.py measures recall and latency)
-IVF_TRAIN = 50_000  # vectors the coarse quantiser and the product quantiser are trained on
+IVF_TRAIN = 100_000  # vectors the coarse quantiser and the product quantiser are trained on
 IVF_MIN = 512  # fewer vectors than this are never compressed (the quantisers need ≥ 256 to train)
 
 
