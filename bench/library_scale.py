@@ -122,7 +122,7 @@ def search(work: Path, dim: int) -> dict:
     library = Library(work, work, {}, metadata, {"dna": index}, {"dna": np.arange(index.ntotal)}, None, {"dna": stored})
     opened = time.time() - started
     queries = np.load(work / f"queries_{dim}.npy")
-    result = {"open_s": round(opened, 2)}
+    result = {"open_s": round(opened, 2), "resident_after_open_mb": _resident()}
     allowed = np.flatnonzero(np.arange(index.ntotal) % 10 == 3)
     for name, rows, truth in (
         ("all", None, np.load(work / f"truth_{dim}.npy")),
@@ -141,7 +141,19 @@ def search(work: Path, dim: int) -> dict:
             ),
         }
     result["peak_resident_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    result["resident_after_searches_mb"] = _resident()
     return result
+
+
+def _resident() -> dict:
+    """Resident memory now, split into anonymous (the process's own) and file-backed pages (memory-mapped
+    index and vectors: page cache the kernel can drop and re-read)."""
+    fields = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "RssAnon", "RssFile"):
+            fields[name] = round(int(value.split()[0]) / 1024)
+    return fields
 
 
 def main() -> None:
