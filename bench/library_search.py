@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from clibd_core.library import build
-from clibd_core.library.store import Library, new_index
+from clibd_core.library.indexes import new_index
+from clibd_core.library.store import Library
 
 DIM = 256
 QUERIES = 300
@@ -68,13 +69,14 @@ def open_time(n: int, rng: np.random.Generator, centres: np.ndarray) -> dict:
             "source": "bench",
         }
     )
+    # Image-like vectors: their calibration needs no model (a barcode library's re-embeds partial reads).
     embedded = build._Embedded(
-        {"dna": vectors(n, centres, rng)}, {"dna": np.arange(n, dtype=np.int64)}, thumbnails={}, skipped=[]
+        {"image": vectors(n, centres, rng)}, {"image": np.arange(n, dtype=np.int64)}, thumbnails={}, skipped=[]
     )
     with tempfile.TemporaryDirectory() as work:
         started = time.time()
         build._write_version(
-            Path(work) / "lib", {"model_fingerprint": "bench"}, metadata, embedded, None, lambda *a: None
+            Path(work) / "lib", None, {"model_fingerprint": "bench"}, metadata, embedded, None, lambda *a: None
         )
         written = time.time() - started
         started = time.time()

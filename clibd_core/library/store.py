@@ -22,6 +22,7 @@ reads and searches libraries; it knows nothing of identification.
 from __future__ import annotations
 
 import json
+import mmap
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -80,6 +81,9 @@ class Library:
             if compressed:
                 stored = version_dir / f"{modality}_vectors.npy"
                 library.stored[modality] = _read_file(stored, lambda file: np.load(file, mmap_mode="r"))
+                # Re-ranking reads a few scattered rows: no read-ahead around each (it would pull the
+                # whole file into memory over a few hundred queries).
+                library.stored[modality]._mmap.madvise(mmap.MADV_RANDOM)
             library.indexes[modality] = index
         if with_indexes:
             library.seeds = SeedIndex.open(version_dir, len(metadata))
