@@ -113,11 +113,11 @@ def build(work: Path, size: int, dim: int, memory: int) -> dict:
 def search(work: Path, dim: int) -> dict:
     """In a fresh process: open as Library.open does, then single queries as identify sends them."""
     from clibd_core.library.indexes import read_index
-    from clibd_core.library.store import Library
+    from clibd_core.library.store import Library, read_stored_vectors
 
     started = time.time()
     index = read_index(work / f"dna_{dim}.faiss", compressed=True)
-    stored = np.load(work / f"dna_vectors_{dim}.npy", mmap_mode="r")
+    stored = read_stored_vectors(work / f"dna_vectors_{dim}.npy")
     metadata = pd.DataFrame(index=range(index.ntotal))  # searching reads only the number of rows
     library = Library(work, work, {}, metadata, {"dna": index}, {"dna": np.arange(index.ntotal)}, None, {"dna": stored})
     opened = time.time() - started

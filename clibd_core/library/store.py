@@ -80,10 +80,7 @@ class Library:
                 raise LibraryError(f"{version_dir / f'{modality}.faiss'} does not match its rows file: damaged")
             if compressed:
                 stored = version_dir / f"{modality}_vectors.npy"
-                library.stored[modality] = _read_file(stored, lambda file: np.load(file, mmap_mode="r"))
-                # Re-ranking reads a few scattered rows: no read-ahead around each (it would pull the
-                # whole file into memory over a few hundred queries).
-                library.stored[modality]._mmap.madvise(mmap.MADV_RANDOM)
+                library.stored[modality] = _read_file(stored, read_stored_vectors)
             library.indexes[modality] = index
         if with_indexes:
             library.seeds = SeedIndex.open(version_dir, len(metadata))
@@ -225,6 +222,15 @@ class Library:
             "description": self.facts.get("description", ""),
             "orders": sorted(set(meta["order"]) - {MISSING}),
         }
+
+
+def read_stored_vectors(file: Path) -> np.ndarray:
+    """The float16 vectors beside a compressed index, memory-mapped; re-ranking reads scattered rows, so
+    the kernel is told not to read ahead. (Measured at 5M vectors, bench/library_scale.py, the first
+    searches still map most of the file: page cache the kernel may reclaim, not the process's memory.)"""
+    vectors = np.load(file, mmap_mode="r")
+    vectors._mmap.madvise(mmap.MADV_RANDOM)
+    return vectors
 
 
 def _current_version(path: Path) -> Path:
