@@ -38,6 +38,10 @@ THUMBNAIL_SIZE = 160
 METADATA_COLUMNS = ("id", *ALL_RANKS, "bin", "split", "barcode", "country", "latitude", "longitude", "source")
 
 DOMAIN_SAMPLE = 20_000  # image backbone features kept for fitting the library's image domain
+# Libraries above this many records get no seed index: it is built in memory (about 1.5 kB a barcode
+# while building) and is unmeasured beyond the 86k-record default library; their hard queries and
+# short reads are answered from the embedding's candidates alone.
+SEED_LIMIT = 2_000_000
 VECTOR_CACHES = "umap_*.parquet"  # files derived from the vectors only (library/projection.py)
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -336,7 +340,7 @@ def _write_version(
             index_facts[modality] = describe(index, memory)
         metadata.to_parquet(staging / "metadata.parquet", index=False)
         seeds = None
-        if "dna" in modalities:
+        if "dna" in modalities and len(metadata) <= SEED_LIMIT:
             progress("indexing seeds", 0, 1)
             seeds = _seed_index(metadata)
             seeds.save(staging)
