@@ -533,7 +533,7 @@ def _identify_barcodes(library, model, queries, k, allowed, align, progress, bat
             else:
                 good.append((i, to_acgtn(report.sequence)))
     use_kmers = align and "kmer" in library.indexes
-    excluded = None if allowed is None else ~np.isin(np.arange(len(library.metadata)), allowed)
+    excluded = None if allowed is None else ~library.row_mask(allowed)
     for start in range(0, len(good), batch_size):
         chunk = good[start : start + batch_size]
         sequences = [sequence for _, sequence in chunk]

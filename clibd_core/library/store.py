@@ -140,6 +140,12 @@ class Library:
             return np.asarray(self.stored[modality][np.asarray(positions)], dtype=np.float32)
         return self.indexes[modality].reconstruct_batch(np.asarray(positions, dtype=np.int64))
 
+    def row_mask(self, rows: np.ndarray) -> np.ndarray:
+        """A boolean mask over the metadata rows, True at ``rows`` (built in one pass)."""
+        mask = np.zeros(len(self.metadata), dtype=bool)
+        mask[rows] = True
+        return mask
+
     def search(
         self, modality: str, queries: np.ndarray, k: int, allowed_rows: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -150,9 +156,7 @@ class Library:
         if allowed_rows is not None:
             # A bitmap over index positions: built in one pass, cheap to test (at millions of references
             # a set of ids is not).
-            allowed = np.zeros(len(self.metadata), dtype=bool)
-            allowed[allowed_rows] = True
-            bitmap = np.packbits(allowed[self.rows[modality]], bitorder="little")
+            bitmap = np.packbits(self.row_mask(allowed_rows)[self.rows[modality]], bitorder="little")
             selector = faiss.IDSelectorBitmap(len(self.rows[modality]), faiss.swig_ptr(bitmap))
         if modality in self.stored:
             similarities, positions = self._reranked(modality, queries, k, selector)
