@@ -208,6 +208,7 @@ def _embed_records(
             progress("barcodes", min(start + batch_size, len(with_dna)), len(with_dna))
     if "image" in modalities:
         with_image = [i for i, r in enumerate(records) if r.has_image]
+        stride = domain_stride or _domain_stride(records)
         for start in range(0, len(with_image), batch_size):
             images, chunk = [], []
             for i in with_image[start : start + batch_size]:
@@ -222,7 +223,7 @@ def _embed_records(
                 embeddings, backbones = model.encode_images_with_backbone(images)
                 vectors.setdefault("image", []).append(embeddings)
                 rows.setdefault("image", []).extend(first_row + i for i in chunk)
-                domain_features.append(backbones[:: domain_stride or _domain_stride(records)])
+                domain_features.append(backbones[::stride])
             progress("images", min(start + batch_size, len(with_image)), len(with_image))
     if "text" in modalities and with_texts:
         text_vectors, text_rows = _embed_texts(model, records, first_row, progress, batch_size, known_texts)
