@@ -7,7 +7,7 @@ parent, as a trained model places related species near each other), generated in
 a float16 file: the file a compressed library keeps for exact
 re-ranking. The index is chosen by library/indexes.py under the default 4 GB budget, trained and
 filled as library/build.py does, written, then opened and searched in a fresh process (so its
-resident memory is the searcher's alone): open time, peak resident memory, single-query p50/p99
+resident memory is the searcher's alone): open time, resident memory and its peak, single-query p50/p99
 latency and recall@10 against exact search over the same stored vectors, with a taxon-like
 restriction to a tenth of the references as well.
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -113,11 +112,12 @@ def build(work: Path, size: int, dim: int, memory: int) -> dict:
 def search(work: Path, dim: int) -> dict:
     """In a fresh process: open as Library.open does, then single queries as identify sends them."""
     from clibd_core.library.indexes import read_index
-    from clibd_core.library.store import Library, read_stored_vectors
+    from clibd_core.library.store import Library
+    from clibd_core.library.vector_file import VectorFile
 
     started = time.time()
     index = read_index(work / f"dna_{dim}.faiss", compressed=True)
-    stored = read_stored_vectors(work / f"dna_vectors_{dim}.npy")
+    stored = VectorFile(work / f"dna_vectors_{dim}.npy")
     metadata = pd.DataFrame(index=range(index.ntotal))  # searching reads only the number of rows
     library = Library(work, work, {}, metadata, {"dna": index}, {"dna": np.arange(index.ntotal)}, None, {"dna": stored})
     opened = time.time() - started
@@ -140,18 +140,18 @@ def search(work: Path, dim: int) -> dict:
                 float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])), 4
             ),
         }
-    result["peak_resident_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     result["resident_after_searches_mb"] = _resident()
     return result
 
 
 def _resident() -> dict:
-    """Resident memory now, split into anonymous (the process's own) and file-backed pages (memory-mapped
-    index and vectors: page cache the kernel can drop and re-read)."""
+    """Resident memory now, split into anonymous (the process's own) and file-backed pages (the
+    memory-mapped index: page cache the kernel can drop and re-read), and its peak (VmHWM: this
+    process's own; getrusage's ru_maxrss would report the parent's peak, inherited across exec)."""
     fields = {}
     for line in Path("/proc/self/status").read_text().splitlines():
         name, _, value = line.partition(":")
-        if name in ("VmRSS", "RssAnon", "RssFile"):
+        if name in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
             fields[name] = round(int(value.split()[0]) / 1024)
     return fields
 

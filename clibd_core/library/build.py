@@ -32,6 +32,7 @@ from clibd_core.library.kmers import kmer_profiles
 from clibd_core.library.seeds import SeedIndex
 from clibd_core.library.shards import SHARD_RECORDS, Processes, embed_shards, load_shards, prepare, work_folder
 from clibd_core.library.store import CURRENT, FORMAT, FORMAT_VERSION, Library, LibraryError
+from clibd_core.library.vector_file import VectorFile
 from clibd_core.taxonomy import ALL_RANKS, RANKS, Taxonomy, taxonomy_text
 
 THUMBNAIL_SIZE = 160
@@ -337,7 +338,7 @@ def _write_version(
             np.save(staging / f"{modality}_rows.npy", rows[modality])
             if everything is not None:
                 np.save(staging / f"{modality}_vectors.npy", everything.astype(np.float16))
-                stored[modality] = np.load(staging / f"{modality}_vectors.npy", mmap_mode="r")
+                stored[modality] = VectorFile(staging / f"{modality}_vectors.npy")
             index_facts[modality] = describe(index, memory)
         metadata.to_parquet(staging / "metadata.parquet", index=False)
         seeds = None

@@ -9,7 +9,8 @@ A library directory holds numbered versions and a ``CURRENT`` file naming the li
                                        "kmer" holds the barcodes' 5-mer profiles (library/kmers.py)
                                        when the model's DNA tower does not embed them itself
     LIB_DIR/v000002/{modality}_rows.npy  metadata row of each index entry
-    LIB_DIR/v000002/{modality}_vectors.npy  float16 vectors beside an IVF-PQ index (exact re-ranking)
+    LIB_DIR/v000002/{modality}_vectors.npy  float16 vectors beside an IVF-PQ index (exact re-ranking),
+                                       read row by row (library/vector_file.py)
     LIB_DIR/v000002/thumbnails.parquet  small JPEGs of the reference images (for galleries)
     LIB_DIR/v000002/seeds_*.npy         the barcodes' seed index (library/seeds.py), memory-mapped
 
@@ -22,7 +23,6 @@ reads and searches libraries; it knows nothing of identification.
 from __future__ import annotations
 
 import json
-import mmap
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +35,7 @@ import pandas as pd
 
 from clibd_core.library.indexes import HNSW_EF_SEARCH, IVF_NPROBE, IVF_RERANK, read_index
 from clibd_core.library.seeds import SeedIndex
+from clibd_core.library.vector_file import VectorFile
 from clibd_core.taxonomy import ALL_RANKS, MISSING
 
 FORMAT = "clibd-library"
@@ -61,7 +62,7 @@ class Library:
     indexes: dict[str, faiss.Index] = field(default_factory=dict)
     rows: dict[str, np.ndarray] = field(default_factory=dict)
     seeds: SeedIndex | None = None  # shared 12-mers of the barcodes (absent from older libraries)
-    stored: dict[str, np.ndarray] = field(default_factory=dict)  # memory-mapped vectors of IVF-PQ indexes
+    stored: dict[str, VectorFile] = field(default_factory=dict)  # vectors beside IVF-PQ indexes, on disk
     _columns: dict[str, object] = field(default_factory=dict, repr=False)  # caches of column() and positions()
 
     @classmethod
@@ -80,7 +81,7 @@ class Library:
                 raise LibraryError(f"{version_dir / f'{modality}.faiss'} does not match its rows file: damaged")
             if compressed:
                 stored = version_dir / f"{modality}_vectors.npy"
-                library.stored[modality] = _read_file(stored, read_stored_vectors)
+                library.stored[modality] = _read_file(stored, VectorFile)
             library.indexes[modality] = index
         if with_indexes:
             library.seeds = SeedIndex.open(version_dir, len(metadata))
@@ -130,14 +131,14 @@ class Library:
     def vectors(self, modality: str) -> np.ndarray:
         """All vectors of one modality (reconstructed from its index, or read), in index order."""
         if modality in self.stored:
-            return np.asarray(self.stored[modality], dtype=np.float32)
+            return self.stored[modality].all()
         index = self.indexes[modality]
         return index.reconstruct_n(0, index.ntotal)
 
     def vectors_at(self, modality: str, positions: np.ndarray) -> np.ndarray:
         """The vectors at some index positions."""
         if modality in self.stored:
-            return np.asarray(self.stored[modality][np.asarray(positions)], dtype=np.float32)
+            return self.stored[modality].take(positions)
         return self.indexes[modality].reconstruct_batch(np.asarray(positions, dtype=np.int64))
 
     def row_mask(self, rows: np.ndarray) -> np.ndarray:
@@ -180,7 +181,7 @@ class Library:
         similarities = np.full(shortlist.shape, -np.inf, dtype=np.float32)
         for i, (query, found) in enumerate(zip(queries, shortlist, strict=True)):
             usable = found >= 0
-            similarities[i, usable] = np.asarray(stored[np.sort(found[usable])], dtype=np.float32) @ query
+            similarities[i, usable] = stored.take(np.sort(found[usable])) @ query
             shortlist[i, usable] = np.sort(found[usable])
         order = np.argsort(-similarities, axis=1)[:, :k]
         positions = np.take_along_axis(shortlist, order, axis=1)
@@ -226,15 +227,6 @@ class Library:
             "description": self.facts.get("description", ""),
             "orders": sorted(set(meta["order"]) - {MISSING}),
         }
-
-
-def read_stored_vectors(file: Path) -> np.ndarray:
-    """The float16 vectors beside a compressed index, memory-mapped; re-ranking reads scattered rows, so
-    the kernel is told not to read ahead. (Measured at 5M vectors, bench/library_scale.py, the first
-    searches still map most of the file: page cache the kernel may reclaim, not the process's memory.)"""
-    vectors = np.load(file, mmap_mode="r")
-    vectors._mmap.madvise(mmap.MADV_RANDOM)
-    return vectors
 
 
 def _current_version(path: Path) -> Path:
