@@ -6,8 +6,10 @@ ending, and never a control character in what reaches an output file.
 from __future__ import annotations
 
 import codecs
+import gzip
 import re
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 MAX_TEXT_BYTES = 8 << 30  # a gzip expanding beyond this is refused (BIOSCAN-5M's metadata is ~2 GB)
@@ -78,6 +80,32 @@ def decode_line(raw: bytes) -> str:
         except UnicodeDecodeError:
             continue
     return _CONTROL.sub("", raw.decode("latin-1"))
+
+
+def iter_lines(path: str | Path) -> Iterator[str]:
+    """A text file's lines, each decoded as :func:`decode_line` does and ending in ``\\n``, read as they
+    are needed: a table of millions of rows is never held whole. Gzip is inflated as it is read (and
+    refused beyond ``MAX_TEXT_BYTES``); UTF-16/32 files (Notepad's "Unicode", small by nature) are
+    read whole."""
+    path = Path(path)
+    with open(path, "rb") as probe:
+        gzipped = probe.read(2) == b"\x1f\x8b"
+    try:
+        with gzip.open(path, "rb") if gzipped else open(path, "rb") as handle:
+            head = handle.peek(4096)[:4096]
+            if as_utf8(head) != head and not head.startswith(codecs.BOM_UTF8):
+                lines = read_bytes(path).splitlines(keepends=True)  # wide text, re-encoded as UTF-8
+            else:
+                lines = handle
+            total = 0
+            for number, raw in enumerate(lines):
+                total += len(raw)
+                if total > MAX_TEXT_BYTES:
+                    raise TextError(f"{path.name}: longer than {MAX_TEXT_BYTES >> 30} GiB, more than this app reads")
+                line = decode_line(raw[3:] if number == 0 and raw.startswith(codecs.BOM_UTF8) else raw)
+                yield line[:-2] + "\n" if line.endswith("\r\n") else line
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise TextError(f"{path.name}: a damaged gzip file ({error})") from error
 
 
 def read_text(path: str | Path) -> str:

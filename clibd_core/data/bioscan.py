@@ -8,14 +8,13 @@ its barcode), and ``clibd inspect`` shows how many records have one.
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
 from clibd_core.data.records import HDF5ImageRef, ReadResult, Record, Skipped
 from clibd_core.dna import BarcodeError, clean_sequence
 from clibd_core.taxonomy import Taxonomy
-from clibd_core.textio import decode_line, parse_float, read_bytes
+from clibd_core.textio import iter_lines, parse_float
 
 BIOSCAN_1M_METADATA = "BIOSCAN_Insect_Dataset_metadata.tsv"
 BIOSCAN_5M_METADATA = "BIOSCAN_5M_Insect_Dataset_metadata.csv"
@@ -29,8 +28,8 @@ HDF5_CHUNK = 10_000
 
 
 def _rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, str]]]:
-    text = decode_line(read_bytes(path)).replace("\r\n", "\n")
-    for number, row in enumerate(csv.DictReader(io.StringIO(text), delimiter=delimiter), start=2):
+    """The table's rows as they are read (BIOSCAN-5M's 5M rows are never held whole)."""
+    for number, row in enumerate(csv.DictReader(iter_lines(path), delimiter=delimiter), start=2):
         yield number, {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
 
 
@@ -44,44 +43,46 @@ def _barcode(raw: str, record_id: str) -> tuple[str | None, str | None]:
         return None, str(error)
 
 
-def _read_table(path: Path, fmt: str, delimiter: str, barcode_column: str, image_path, extra) -> ReadResult:
+def _iter_table(path: Path, delimiter: str, barcode_column: str, image_path, extra) -> Iterator[Record | Skipped]:
     """The loop both BIOSCAN metadata readers share: one Record per row that has a usable barcode or an
     existing image file. ``image_path(row, id)`` locates the image; ``extra(row)`` adds format-specific fields."""
-    result = ReadResult(format=fmt, source=str(path))
     seen: set[str] = set()
     for number, row in _rows(path, delimiter):
         record_id = row.get("processid") or row.get("sampleid")
         if not record_id:
-            result.skipped.append(Skipped(f"line {number}", "no processid or sampleid"))
+            yield Skipped(f"line {number}", "no processid or sampleid")
             continue
         label = f"line {number} ({record_id})"
         barcode, problem = _barcode(row.get(barcode_column, ""), record_id)
         located = image_path(row, record_id)
         image = str(located) if located is not None and located.is_file() else None
         if barcode is None and image is None:
-            result.skipped.append(Skipped(label, problem or f"{record_id}: neither a usable barcode nor an image file"))
+            yield Skipped(label, problem or f"{record_id}: neither a usable barcode nor an image file")
         elif record_id in seen:
-            result.skipped.append(Skipped(label, f"duplicate id {record_id}"))
+            yield Skipped(label, f"duplicate id {record_id}")
         else:
             seen.add(record_id)
             fields = extra(row)
             ranks = {rank: row.get(rank) for rank in ("order", "family", "subfamily", "genus", "species")}
-            result.records.append(
-                Record(
-                    id=record_id,
-                    taxonomy=Taxonomy.from_values(**ranks, bin=fields.pop("bin", None)),
-                    barcode=barcode,
-                    barcode_raw=row.get(barcode_column) or None,
-                    image=image,
-                    source=f"{path}:{number}",
-                    **fields,
-                )
+            yield Record(
+                id=record_id,
+                taxonomy=Taxonomy.from_values(**ranks, bin=fields.pop("bin", None)),
+                barcode=barcode,
+                barcode_raw=row.get(barcode_column) or None,
+                image=image,
+                source=f"{path}:{number}",
+                **fields,
             )
-    return result
 
 
 def read_bioscan_1m(path: str | Path, image_root: str | Path | None = None) -> ReadResult:
-    """BIOSCAN-1M metadata TSV; images under ``{root}/images/cropped_256/part{chunk_number}/{image_file}``."""
+    """BIOSCAN-1M metadata TSV, gathered (see :func:`iter_bioscan_1m`)."""
+    return ReadResult.collect("bioscan_1m", path, iter_bioscan_1m(path, image_root))
+
+
+def iter_bioscan_1m(path: str | Path, image_root: str | Path | None = None) -> Iterator[Record | Skipped]:
+    """BIOSCAN-1M metadata TSV, row by row; images under
+    ``{root}/images/cropped_256/part{chunk_number}/{image_file}``."""
     path = Path(path)
     root = Path(image_root) if image_root else path.parent
 
@@ -90,11 +91,16 @@ def read_bioscan_1m(path: str | Path, image_root: str | Path | None = None) -> R
             return None
         return root / IMAGE_DIR / f"part{row.get('chunk_number', '')}" / row["image_file"]
 
-    return _read_table(path, "bioscan_1m", "\t", "nucraw", image_path, lambda row: {})
+    return _iter_table(path, "\t", "nucraw", image_path, lambda row: {})
 
 
 def read_bioscan_5m(path: str | Path, image_root: str | Path | None = None) -> ReadResult:
-    """BIOSCAN-5M metadata CSV (its own ``split`` column kept); images under
+    """BIOSCAN-5M metadata CSV, gathered (see :func:`iter_bioscan_5m`)."""
+    return ReadResult.collect("bioscan_5m", path, iter_bioscan_5m(path, image_root))
+
+
+def iter_bioscan_5m(path: str | Path, image_root: str | Path | None = None) -> Iterator[Record | Skipped]:
+    """BIOSCAN-5M metadata CSV, row by row (its own ``split`` column kept); images under
     ``{root}/images/cropped_256/{split}/{chunk}/{processid}.jpg``."""
     path = Path(path)
     root = Path(image_root) if image_root else path.parent
@@ -111,7 +117,7 @@ def read_bioscan_5m(path: str | Path, image_root: str | Path | None = None) -> R
             "longitude": parse_float(row.get("coord-lon", "")),
         }
 
-    return _read_table(path, "bioscan_5m", ",", "dna_barcode", image_path, extra)
+    return _iter_table(path, ",", "dna_barcode", image_path, extra)
 
 
 def _text(values) -> list[str]:
@@ -165,7 +171,4 @@ def iter_clibd_hdf5(path: str | Path, groups: list[str] | None = None) -> Iterat
 
 def read_clibd_hdf5(path: str | Path, groups: list[str] | None = None) -> ReadResult:
     """All records of a CLIBD HDF5 file (see :func:`iter_clibd_hdf5`); ids may repeat across groups."""
-    result = ReadResult(format="clibd_hdf5", source=str(path))
-    for item in iter_clibd_hdf5(path, groups):
-        (result.records if isinstance(item, Record) else result.skipped).append(item)
-    return result
+    return ReadResult.collect("clibd_hdf5", path, iter_clibd_hdf5(path, groups))

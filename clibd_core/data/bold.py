@@ -9,12 +9,13 @@ reason, and no single row stops the read.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from clibd_core.data.records import ReadResult, Record, Skipped
 from clibd_core.dna import BarcodeError, clean_sequence, fasta_id, parse_fasta
 from clibd_core.taxonomy import Taxonomy
-from clibd_core.textio import decode_line, parse_float, read_bytes
+from clibd_core.textio import decode_line, iter_lines, parse_float, read_bytes
 
 BARCODE_MARKER = "COI-5P"
 # Insect orders, so a one-word BOLD identification can be placed at the right rank.
@@ -33,20 +34,24 @@ def _value(text: str | None) -> str:
 
 def read_bold_tsv(path: str | Path) -> ReadResult:
     """Records of a BOLD combined TSV export (plain or gzip): one per good COI-5P row."""
-    lines = read_bytes(path).split(b"\n")
-    header = [_value(name) for name in decode_line(lines[0]).split("\t")]
-    result = ReadResult(format="bold_tsv", source=str(path))
+    return ReadResult.collect("bold_tsv", path, iter_bold_tsv(path))
+
+
+def iter_bold_tsv(path: str | Path) -> Iterator[Record | Skipped]:
+    """A BOLD export's Records and skipped rows, one at a time (an export of millions in bounded memory)."""
+    lines = iter_lines(path)
+    header = [_value(name) for name in next(lines, "").split("\t")]
     if "processid" not in header or "nucleotides" not in header:
-        result.skipped.append(Skipped("header", "not a BOLD export: no 'processid' and 'nucleotides' columns"))
-        return result
+        yield Skipped("header", "not a BOLD export: no 'processid' and 'nucleotides' columns")
+        return
     seen: set[str] = set()
-    for line_number, raw in enumerate(lines[1:], start=2):
-        if not raw.strip():
+    for line_number, line in enumerate(lines, start=2):
+        if not line.strip():
             continue
-        values = decode_line(raw).split("\t")
+        values = line.rstrip("\n").split("\t")
         row_label = f"line {line_number}"
         if len(values) != len(header):
-            result.skipped.append(Skipped(row_label, f"{len(values)} fields where the header has {len(header)}"))
+            yield Skipped(row_label, f"{len(values)} fields where the header has {len(header)}")
             continue
         row = {name: _value(value) for name, value in zip(header, values, strict=True)}
         record_id = row.get("processid") or row.get("sampleid", "")
@@ -67,29 +72,26 @@ def read_bold_tsv(path: str | Path) -> ReadResult:
             except BarcodeError as error:
                 reason = str(error)
         if reason is not None:
-            result.skipped.append(Skipped(row_label, reason))
+            yield Skipped(row_label, reason)
             continue
         seen.add(record_id)
-        result.records.append(
-            Record(
-                id=record_id,
-                taxonomy=Taxonomy.from_values(
-                    order=row.get("order_name"),
-                    family=row.get("family_name"),
-                    subfamily=row.get("subfamily_name"),
-                    genus=row.get("genus_name"),
-                    species=row.get("species_name"),
-                    bin=row.get("bin_uri"),
-                ),
-                barcode=barcode,
-                barcode_raw=row["nucleotides"],
-                country=row.get("country") or None,
-                latitude=parse_float(row.get("lat", "")),
-                longitude=parse_float(row.get("lon", "")),
-                source=f"{path}:{line_number}",
-            )
+        yield Record(
+            id=record_id,
+            taxonomy=Taxonomy.from_values(
+                order=row.get("order_name"),
+                family=row.get("family_name"),
+                subfamily=row.get("subfamily_name"),
+                genus=row.get("genus_name"),
+                species=row.get("species_name"),
+                bin=row.get("bin_uri"),
+            ),
+            barcode=barcode,
+            barcode_raw=row["nucleotides"],
+            country=row.get("country") or None,
+            latitude=parse_float(row.get("lat", "")),
+            longitude=parse_float(row.get("lon", "")),
+            source=f"{path}:{line_number}",
         )
-    return result
 
 
 def taxonomy_from_name(name: str) -> Taxonomy:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -74,6 +75,14 @@ class ReadResult:
     source: str
     records: list[Record] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+
+    @classmethod
+    def collect(cls, format: str, source: str | Path, items: Iterable[Record | Skipped]) -> ReadResult:
+        """A reader's stream of Records and Skipped rows, gathered."""
+        result = cls(format=format, source=str(source))
+        for item in items:
+            (result.records if isinstance(item, Record) else result.skipped).append(item)
+        return result
 
     def summary(self) -> dict:
         """The counts ``clibd inspect`` prints (and ``--json`` emits)."""
