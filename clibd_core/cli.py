@@ -77,13 +77,18 @@ def _embed(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from clibd_core.data.sources import UnknownFormatError, read_source
+    from tqdm import tqdm
+
+    from clibd_core.data.records import summarise
+    from clibd_core.data.sources import SourceStream, UnknownFormatError
 
     try:
-        summary = read_source(args.source, args.format).summary()
+        stream = SourceStream(args.source, args.format)  # read row by row: millions in bounded memory
+        counted = summarise(tqdm(stream, desc="reading records", unit="record", leave=False), stream.skipped)
     except (UnknownFormatError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    summary = {"format": stream.format, "source": str(stream.path), **counted, "skipped_count": stream.skipped_count}
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -95,9 +100,11 @@ def _inspect(args: argparse.Namespace) -> int:
     print(f"  with image     {summary['with_image']:,}")
     for split, count in summary["splits"].items():
         print(f"  split {split:<8} {count:,}")
-    print(f"  skipped rows   {len(summary['skipped']):,}")
+    print(f"  skipped rows   {summary['skipped_count']:,}")
     for item in summary["skipped"]:
         print(f"    {item['row']}: {item['reason']}")
+    if summary["skipped_count"] > len(summary["skipped"]):
+        print(f"    ... and {summary['skipped_count'] - len(summary['skipped']):,} more")
     return 0
 
 
@@ -151,12 +158,13 @@ def _progress_bars():
 
     bars: dict[str, tqdm] = {}
 
-    def progress(stage: str, done: int, total: int) -> None:
+    def progress(stage: str, done: int, total: int) -> None:  # total 0: not known yet
         bar = bars.get(stage)
         if bar is None:
-            bar = bars[stage] = tqdm(total=total, desc=stage, unit="item", leave=True)
+            bar = bars[stage] = tqdm(total=total or None, desc=stage, unit="item", leave=True)
         bar.update(done - bar.n)
-        if done >= total:
+        if total and done >= total:
+            bar.total = total
             bar.close()
 
     return progress
@@ -166,11 +174,25 @@ def _read_records(source: str, fmt: str | None):
     from clibd_core.data.sources import read_source
 
     result = read_source(source, fmt)
-    for item in result.skipped[:20]:
-        print(f"skipped {item.row}: {item.reason}", file=sys.stderr)
-    if len(result.skipped) > 20:
-        print(f"... and {len(result.skipped) - 20} more skipped rows (clibd inspect lists them)", file=sys.stderr)
+    report = _skipped_printer()
+    for item in result.skipped:
+        report(item)
     return result
+
+
+def _skipped_printer(shown: int = 20):
+    """Prints the first ``shown`` skipped rows, then once that more were skipped."""
+    count = 0
+
+    def report(item) -> None:
+        nonlocal count
+        count += 1
+        if count <= shown:
+            print(f"skipped {item.row}: {item.reason}", file=sys.stderr)
+        elif count == shown + 1:
+            print("... and more skipped rows (clibd inspect lists them all)", file=sys.stderr)
+
+    return report
 
 
 def _library_model(library, model_dir: str | None):
@@ -187,7 +209,7 @@ def _build_library(args: argparse.Namespace) -> int:
     import torch
     from accelerate import PartialState
 
-    from clibd_core.data.sources import UnknownFormatError, source_facts
+    from clibd_core.data.sources import SourceStream, UnknownFormatError
     from clibd_core.library.build import build_library
     from clibd_core.library.store import LibraryError
     from clibd_core.models.clibd import load_model
@@ -196,12 +218,13 @@ def _build_library(args: argparse.Namespace) -> int:
     processes = PartialState(cpu=not torch.cuda.is_available())
     try:
         model = load_model(args.model, device=processes.device)
-        result = _read_records(args.data, args.format)
+        # Read as a stream by the main process only: a source of millions is never held whole.
+        stream = SourceStream(args.data, args.format, on_skipped=_skipped_printer())
         library = build_library(
             model,
-            result.records,
+            stream,
             args.out,
-            sources=[source_facts(result)],
+            sources=lambda: [stream.facts()],
             name=args.name,
             overwrite=args.overwrite,
             progress=_progress_bars() if processes.is_main_process else lambda *_: None,

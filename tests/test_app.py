@@ -80,8 +80,9 @@ def test_identify_by_image_and_by_both(client, reference_photo, demo_queries):
     assert rows["data"][0][1] == lineage["order"]
     assert lineage["id"] in [row[1] for row in neighbours["data"]]  # the photo finds its own specimen
     assert stripe == "" and len(gallery) >= 1
-    barcode = Library.open(DEMO_LIBRARY).metadata["barcode"][Library.open(DEMO_LIBRARY).metadata["id"] == lineage["id"]]
-    headline, rows, *_, table, _ = identify(client, images=[photo], barcodes=barcode.iat[0])
+    demo = Library.open(DEMO_LIBRARY)
+    [barcode] = demo.barcodes.take(demo.metadata.index[demo.metadata["id"] == lineage["id"]])
+    headline, rows, *_, table, _ = identify(client, images=[photo], barcodes=barcode)
     assert table["data"][0][1] == "image+barcode"
     assert "Image and barcode:" in headline
 
@@ -176,7 +177,7 @@ def test_train_start_progress_abort_and_use(client, tmp_path, home):
     assert ": finished" in text and plot is not None and "dna->dna" in evaluation
     banner = client.predict(run_dir, "", "short library", api_name="/use_model")
     assert "short library" in banner and "short/best" in banner
-    answer = identify(client, barcodes=Library.open(home / "libraries" / "short_library").metadata["barcode"].iat[0])
+    answer = identify(client, barcodes=Library.open(home / "libraries" / "short_library").barcodes.take([0])[0])
     assert answer[5]["data"][0][5] == ""
 
 

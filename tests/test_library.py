@@ -209,7 +209,7 @@ def test_a_reference_barcode_finds_itself_at_full_identity(library, model, recor
     for record, result in zip(records[:20], results, strict=True):
         assert result.error is None
         top = result.neighbours[0]
-        assert top.id == record.id or library.metadata["barcode"].iat[top.row] == record.barcode  # a twin
+        assert top.id == record.id or library.barcodes.take([top.row])[0] == record.barcode  # a twin
         assert top.identity == pytest.approx(100.0)
         assert result.ranks["order"].name == record.taxonomy.order
         assert 0.0 <= result.ranks["species"].confidence <= 1.0
@@ -468,9 +468,14 @@ def test_a_killed_build_resumes_from_its_finished_shards(model, records, tmp_pat
     assert sorted(finished) == ["shard-000000", "shard-000002"] and not (tmp_path / "lib" / "CURRENT").exists()
     resumed = build_library(model, records[:100], tmp_path / "lib", shard_records=30)
     _same_library(resumed, whole)
-    # A different build in the same place does not reuse the old shards.
-    build_library(model, records[:10], tmp_path / "other", shard_records=30, processes=Processes(1, 2))
-    assert not list((tmp_path / ".build-other").glob("shard-*"))
+    # A different build in the same place does not reuse the old shards: killed again, with other records.
+    with pytest.raises(FileNotFoundError, match="did not finish"):
+        build_library(model, records[:100], tmp_path / "other", shard_records=30, processes=Processes(0, 2))
+    old = {p.name: p.stat().st_mtime_ns for p in (tmp_path / ".build-other").glob("shard-*")}
+    with pytest.raises(FileNotFoundError, match="did not finish"):
+        build_library(model, records[1:101], tmp_path / "other", shard_records=30, processes=Processes(0, 2))
+    new = {p.name: p.stat().st_mtime_ns for p in (tmp_path / ".build-other").glob("shard-*")}
+    assert sorted(new) == sorted(old) and all(new[name] != old[name] for name in old)
 
 
 @pytest.mark.slow

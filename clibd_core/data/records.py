@@ -86,20 +86,35 @@ class ReadResult:
 
     def summary(self) -> dict:
         """The counts ``clibd inspect`` prints (and ``--json`` emits)."""
-        ranks = {
-            name: {r.taxonomy.get(rank) for r in self.records} - {MISSING}
-            for name, rank in (("species", "species"), ("genera", "genus"), ("families", "family"), ("orders", "order"))
-        }
-        return {
-            "format": self.format,
-            "source": self.source,
-            "records": len(self.records),
-            **{name: len(values) for name, values in ranks.items()},
-            "with_barcode": sum(r.barcode is not None for r in self.records),
-            "with_image": sum(r.has_image for r in self.records),
-            "splits": dict(sorted(Counter(r.split for r in self.records if r.split).items())),
-            "skipped": [{"row": s.row, "reason": s.reason} for s in self.skipped],
-        }
+        return {"format": self.format, "source": self.source, **summarise(self.records, self.skipped)}
+
+
+SUMMARY_RANKS = (("species", "species"), ("genera", "genus"), ("families", "family"), ("orders", "order"))
+
+
+def summarise(records: Iterable[Record], skipped: Sequence[Skipped], skipped_count: int | None = None) -> dict:
+    """Counts of records (read once: a stream of millions is fine), names per rank, barcodes, images,
+    splits; then the skipped rows (looked at after the records: a stream lists them as it goes)."""
+    names: dict[str, set[str]] = {name: set() for name, _ in SUMMARY_RANKS}
+    counts = Counter()
+    splits = Counter()
+    for record in records:
+        counts["records"] += 1
+        counts["with_barcode"] += record.barcode is not None
+        counts["with_image"] += record.has_image
+        for name, rank in SUMMARY_RANKS:
+            names[name].add(record.taxonomy.get(rank))
+        if record.split:
+            splits[record.split] += 1
+    return {
+        "records": counts["records"],
+        **{name: len(values - {MISSING}) for name, values in names.items()},
+        "with_barcode": counts["with_barcode"],
+        "with_image": counts["with_image"],
+        "splits": dict(sorted(splits.items())),
+        "skipped_count": len(skipped) if skipped_count is None else skipped_count,
+        "skipped": [{"row": s.row, "reason": s.reason} for s in skipped],
+    }
 
 
 def record_texts(records: Sequence[Record]) -> list[str]:

@@ -126,7 +126,7 @@ class SourceStream:
 
     def __iter__(self) -> Iterator[Record]:
         self.records = self.skipped_count = 0
-        self.skipped = []
+        self.skipped.clear()
         if self.format in STREAMS:
             items = STREAMS[self.format](_metadata_file(self.path))
         else:

@@ -12,9 +12,10 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 import faiss
@@ -25,18 +26,29 @@ from clibd_core.data.records import Record
 from clibd_core.data.transforms import ImageError
 from clibd_core.dna import to_acgtn
 from clibd_core.fileio import fsync_tree, write_json
+from clibd_core.library.barcode_file import CHUNK_ROWS, BarcodeFile, write_barcodes
 from clibd_core.library.calibration import calibrate
 from clibd_core.library.domain import fit_domain
 from clibd_core.library.indexes import INDEX_MEMORY, describe, is_compressed, new_index, train
 from clibd_core.library.kmers import kmer_profiles
 from clibd_core.library.seeds import SeedIndex
-from clibd_core.library.shards import SHARD_RECORDS, Processes, embed_shards, load_shards, prepare, work_folder
+from clibd_core.library.shards import (
+    SHARD_RECORDS,
+    Processes,
+    embed_shards,
+    load_shards,
+    read_barcodes,
+    read_metadata,
+    read_records,
+    spool,
+    work_folder,
+)
 from clibd_core.library.store import CURRENT, FORMAT, FORMAT_VERSION, Library, LibraryError
 from clibd_core.library.vector_file import VectorFile
 from clibd_core.taxonomy import ALL_RANKS, RANKS, Taxonomy, taxonomy_text
 
 THUMBNAIL_SIZE = 160
-METADATA_COLUMNS = ("id", *ALL_RANKS, "bin", "split", "barcode", "country", "latitude", "longitude", "source")
+METADATA_COLUMNS = ("id", *ALL_RANKS, "bin", "split", "country", "latitude", "longitude", "source")  # barcodes aside
 
 DOMAIN_SAMPLE = 20_000  # image backbone features kept for fitting the library's image domain
 # Libraries above this many records get no seed index: it is built in memory (about 1.5 kB a barcode
@@ -54,9 +66,9 @@ def _no_progress(stage: str, done: int, total: int) -> None:  # noqa: ARG001 - t
 # -- building -------------------------------------------------------------------------------------
 def build_library(
     model,
-    records: Sequence[Record],
+    records: Iterable[Record],
     out: str | Path,
-    sources: Sequence[dict] = (),
+    sources: Sequence[dict] | Callable[[], Sequence[dict]] = (),
     name: str | None = None,
     model_path: str | None = None,
     overwrite: bool = False,
@@ -69,8 +81,11 @@ def build_library(
 ) -> Library | None:
     """Embed every record's barcode, image and taxonomy text (those the model has) into a new library.
 
-    ``model_path`` is recorded so the library can reopen its model (default: where the model was
-    loaded from; a relative path is taken relative to the library directory). Under ``accelerate
+    ``records`` may be a stream (data.sources.SourceStream): it is read once, by the main process, and
+    never held whole (library/shards.py). ``sources`` is the provenance recorded; a callable is asked
+    once the records have been read (a stream knows its counts only then). ``model_path`` is recorded
+    so the library can reopen its model (default: where the model was loaded from; a relative path is
+    taken relative to the library directory). Under ``accelerate
     launch`` pass ``processes=PartialState()``: every process embeds its shards (library/shards.py),
     the main one assembles and commits the library and returns it; the others return None. A build
     that was killed resumes from its finished shards.
@@ -81,40 +96,42 @@ def build_library(
             raise LibraryError(f"{out} exists and is not a library: choose an empty or new directory")
         if not overwrite:
             raise LibraryError(f"{out} is already a library: add to it (clibd add-to-library) or pass --overwrite")
-    records = _unique_records(records)
     started = time.time()
     work = work_folder(out)
-    count = prepare(work, model.fingerprint, records, processes, shard_records)
-    stride = _domain_stride(records)
+    plan = spool(work, model.fingerprint, records, processes, shard_records, progress)
+    stride = _domain_stride(plan["with_image"])
 
-    def embed(chunk: list[Record], first: int) -> _Embedded:
+    def embed(shard: int) -> _Embedded:
+        chunk, first = read_records(work, shard), shard * shard_records
         parts = _embed_records(model, chunk, first, _no_progress, batch_size, with_texts=False, domain_stride=stride)
-        progress("embedding records", min(first + len(chunk), len(records)), len(records))
+        progress("embedding records", min(first + len(chunk), plan["records"]), plan["records"])
         return parts
 
-    embed_shards(work, records, shard_records, processes, embed)
+    embed_shards(work, plan["shards"], processes, embed)
     processes.wait_for_everyone()
     if not processes.is_main_process:
         return None
-    parts = _Embedded(**load_shards(work, count))
+    parts = _Embedded(**load_shards(work, plan["shards"]))
+    metadata = read_metadata(work, plan["shards"], METADATA_COLUMNS)
     if "text" in model.config.modalities:
-        parts.vectors["text"], parts.rows["text"] = _embed_texts(model, records, 0, progress, batch_size)
+        parts.vectors["text"], parts.rows["text"] = _embed_texts(model, metadata, 0, progress, batch_size)
     facts = {
         "name": name or out.name,
         "description": description,
         "model_fingerprint": model.fingerprint,
         "model": {"path": model_path or str(Path(model.source_dir).resolve()), "preset": model.config.preset},
-        "sources": list(sources),
+        "sources": list(sources() if callable(sources) else sources),
         "index_memory": index_memory,
     }
     facts["build"] = {
         "processes": processes.num_processes,
-        "shards": count,
+        "shards": plan["shards"],
         "shard_records": shard_records,
         "device": str(model.device),
         "seconds": round(time.time() - started, 1),
     }
-    library = _write_version(out, model, facts, _metadata(records), parts, previous=None, progress=progress)
+    barcodes = read_barcodes(work, plan["shards"])
+    library = _write_version(out, model, facts, metadata, barcodes, parts, previous=None, progress=progress)
     shutil.rmtree(work, ignore_errors=True)
     return library
 
@@ -135,15 +152,13 @@ def add_to_library(
     fresh = _unique_records([r for r in records if r.id not in known])
     if not fresh:
         return library, duplicates
-    known_texts = set()
-    if "text" in library.rows:
-        lineages = library.metadata.loc[library.rows["text"], list(RANKS)]
-        known_texts = {taxonomy_text(Taxonomy(*values)) for values in lineages.itertuples(index=False)}
+    known_texts = set(_lineage_texts(library.metadata.loc[library.rows["text"]])) if "text" in library.rows else set()
     parts = _embed_records(model, fresh, len(library.metadata), progress, batch_size, known_texts)
     metadata = pd.concat([library.metadata, _metadata(fresh)], ignore_index=True)
     facts = {**library.facts, "sources": [*library.facts.get("sources", []), *sources]}
+    barcodes = chain(chain.from_iterable(library.barcodes.chunks()), (record.barcode for record in fresh))
     return (
-        _write_version(Path(path), model, facts, metadata, parts, previous=library, progress=progress),
+        _write_version(Path(path), model, facts, metadata, barcodes, parts, previous=library, progress=progress),
         duplicates,
     )
 
@@ -156,7 +171,10 @@ def recalibrate(path: str | Path, model, progress: Progress = _no_progress) -> L
     library.check_model(model)
     facts = {key: value for key, value in library.facts.items() if key != "calibration"}
     nothing = _Embedded({}, {}, {}, [])
-    return _write_version(Path(path), model, facts, library.metadata, nothing, library, progress, keep=VECTOR_CACHES)
+    barcodes = chain.from_iterable(library.barcodes.chunks())
+    return _write_version(
+        Path(path), model, facts, library.metadata, barcodes, nothing, library, progress, keep=VECTOR_CACHES
+    )
 
 
 @dataclass
@@ -209,7 +227,7 @@ def _embed_records(
             progress("barcodes", min(start + batch_size, len(with_dna)), len(with_dna))
     if "image" in modalities:
         with_image = [i for i, r in enumerate(records) if r.has_image]
-        stride = domain_stride or _domain_stride(records)
+        stride = domain_stride or _domain_stride(sum(r.has_image for r in records))
         for start in range(0, len(with_image), batch_size):
             images, chunk = [], []
             for i in with_image[start : start + batch_size]:
@@ -227,7 +245,7 @@ def _embed_records(
                 domain_features.append(backbones[::stride])
             progress("images", min(start + batch_size, len(with_image)), len(with_image))
     if "text" in modalities and with_texts:
-        text_vectors, text_rows = _embed_texts(model, records, first_row, progress, batch_size, known_texts)
+        text_vectors, text_rows = _embed_texts(model, _metadata(records), first_row, progress, batch_size, known_texts)
         vectors["text"], rows["text"] = [text_vectors], text_rows
     return _Embedded(
         {m: np.concatenate(v) for m, v in vectors.items()},
@@ -239,12 +257,12 @@ def _embed_records(
 
 
 def _embed_texts(
-    model, records: Sequence[Record], first_row: int, progress: Progress, batch_size: int, known_texts=frozenset()
+    model, metadata: pd.DataFrame, first_row: int, progress: Progress, batch_size: int, known_texts=frozenset()
 ) -> tuple[np.ndarray, np.ndarray]:
     """One vector per taxonomy text not yet known, with the row of its first record."""
     first_of_text: dict[str, int] = {}
-    for i, record in enumerate(records):
-        if (text := taxonomy_text(record.taxonomy)) not in known_texts:
+    for i, text in enumerate(_lineage_texts(metadata)):
+        if text not in known_texts:
             first_of_text.setdefault(text, i)
     texts = list(first_of_text)
     vectors = [np.zeros((0, model.config.embed_dim), dtype=np.float32)]
@@ -254,9 +272,15 @@ def _embed_texts(
     return np.concatenate(vectors), np.asarray([first_row + first_of_text[t] for t in texts], dtype=np.int64)
 
 
-def _domain_stride(records: Sequence[Record]) -> int:
+def _lineage_texts(metadata: pd.DataFrame) -> list[str]:
+    """Each metadata row's taxonomy text, as the text tower reads it."""
+    lineages = metadata[list(RANKS)].itertuples(index=False)
+    return [taxonomy_text(Taxonomy(**dict(zip(RANKS, values, strict=True)))) for values in lineages]
+
+
+def _domain_stride(with_image: int) -> int:
     """Keep every n-th image's backbone features, about ``DOMAIN_SAMPLE`` in all, for the image domain."""
-    return max(1, -(-sum(r.has_image for r in records) // DOMAIN_SAMPLE))
+    return max(1, -(-with_image // DOMAIN_SAMPLE))
 
 
 def _thumbnail(image) -> bytes:
@@ -273,7 +297,6 @@ def _metadata(records: Sequence[Record]) -> pd.DataFrame:
             "id": [r.id for r in records],
             **{rank: [r.taxonomy.get(rank) for r in records] for rank in (*ALL_RANKS, "bin")},
             "split": [r.split for r in records],
-            "barcode": [r.barcode for r in records],
             "country": [r.country for r in records],
             "latitude": [r.latitude for r in records],
             "longitude": [r.longitude for r in records],
@@ -315,13 +338,15 @@ def _write_version(
     model,
     facts: dict,
     metadata: pd.DataFrame,
+    barcodes: Iterable[str | None],
     new: _Embedded,
     previous: Library | None,
     progress: Progress,
     keep: str = "",
 ) -> Library:
     """Write a complete version beside the live one, then switch ``CURRENT`` to it atomically; files of
-    the previous version matching the glob ``keep`` are copied into it."""
+    the previous version matching the glob ``keep`` are copied into it. ``barcodes``: every metadata
+    row's, in order."""
     path.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(path)
     number = 1 + max((int(p.name[1:]) for p in path.glob("v[0-9]*") if p.name[1:].isdigit()), default=0)
@@ -341,10 +366,13 @@ def _write_version(
                 stored[modality] = VectorFile(staging / f"{modality}_vectors.npy")
             index_facts[modality] = describe(index, memory)
         metadata.to_parquet(staging / "metadata.parquet", index=False)
+        if write_barcodes(staging, barcodes) != len(metadata):
+            raise LibraryError("the barcodes written do not match the metadata rows (a bug): nothing was changed")
+        stored_barcodes = BarcodeFile(staging)
         seeds = None
         if "dna" in modalities and len(metadata) <= SEED_LIMIT:
             progress("indexing seeds", 0, 1)
-            seeds = _seed_index(metadata)
+            seeds = _seed_index(stored_barcodes)
             seeds.save(staging)
         _write_thumbnails(staging, previous, new.thumbnails)
         for cached in previous.version_dir.glob(keep) if previous and keep else ():
@@ -361,7 +389,7 @@ def _write_version(
             "versions": _versions(),
         }
         progress("calibrating confidence", 0, 1)
-        staged = Library(path, staging, facts, metadata, indexes, rows, seeds, stored)
+        staged = Library(path, staging, facts, metadata, indexes, rows, seeds, stored, stored_barcodes)
         facts["calibration"] = calibrate(staged, model)
         facts["domain"] = _domains(facts, staged, new.image_features)
         write_json(staging / "library.json", facts)
@@ -386,11 +414,15 @@ def _staging(staging: Path) -> Iterator[Path]:
         raise
 
 
-def _seed_index(metadata: pd.DataFrame) -> SeedIndex:
+def _seed_index(barcodes: BarcodeFile) -> SeedIndex:
     """The seed index of every barcode in the library (library/seeds.py)."""
-    rows = np.flatnonzero(metadata["barcode"].fillna("").str.len().to_numpy() > 0)
-    barcodes = [to_acgtn(barcode) for barcode in metadata["barcode"].to_numpy()[rows]]
-    return SeedIndex.build(barcodes, rows, len(metadata))
+    rows, sequences = [], []
+    for first, chunk in zip(range(0, len(barcodes), CHUNK_ROWS), barcodes.chunks(), strict=True):
+        for offset, barcode in enumerate(chunk):
+            if barcode:
+                rows.append(first + offset)
+                sequences.append(to_acgtn(barcode))
+    return SeedIndex.build(sequences, np.asarray(rows, dtype=np.int64), len(barcodes))
 
 
 def _write_index(index: faiss.Index, file: Path) -> None:

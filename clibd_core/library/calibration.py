@@ -96,7 +96,7 @@ def _calibrate_pair(
     aligned = query_modality == key_modality == "dna"  # barcodes are also answered with alignment
     samples, plain = [], []  # (evidence, query row, species absent?)
     if aligned:
-        sequences = [to_acgtn(sequence) for sequence in library.column("barcode")[query_rows[picked]]]
+        sequences = [to_acgtn(sequence) for sequence in library.barcodes.take(query_rows[picked])]
         cut = np.flatnonzero(rng.random(len(picked)) < PARTIAL_SHARE)
         for i in cut:
             sequences[i] = partial_read(sequences[i], rng)
@@ -138,7 +138,7 @@ def species_identity_floors(library: Library, seed: int = 0) -> dict[str, float]
     conspecific (aligned against the three closest by embedding), less ``SPREAD_MARGIN``. A query
     further from the species than any of its own members are from each other is probably a relative
     that the library lacks (library/search.py refuses the species name then)."""
-    species, barcodes = library.column("species"), library.column("barcode")
+    species = library.column("species")
     rows, vectors = library.rows["dna"], library.vectors("dna")
     members: dict[str, list[int]] = {}
     for position, row in enumerate(rows):
@@ -155,7 +155,7 @@ def species_identity_floors(library: Library, seed: int = 0) -> dict[str, float]
         similarities = vectors[positions] @ vectors[positions].T
         np.fill_diagonal(similarities, -np.inf)
         nearest = np.argsort(-similarities, axis=1)[:, :3]
-        sequences = [to_acgtn(barcodes[rows[p]]) for p in positions]
+        sequences = [to_acgtn(barcode) for barcode in library.barcodes.take(rows[positions])]
         spread = min(
             max(percent_identity(sequences[i], sequences[j]) for j in candidates if i != j)
             for i, candidates in enumerate(nearest)

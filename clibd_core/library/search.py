@@ -179,8 +179,8 @@ def aligned_candidates(
         positions = library.positions("dna", extra)
         similarities = np.r_[similarities, library.vectors_at("dna", positions) @ vector]
     known = [] if evidence.identities is None else list(evidence.identities)
-    barcodes = library.column("barcode")
-    identities = np.array(known + [percent_identity(sequence, to_acgtn(barcodes[row])) for row in rows[len(known) :]])
+    barcodes = library.barcodes.take(rows[len(known) :])
+    identities = np.array(known + [percent_identity(sequence, to_acgtn(barcode)) for barcode in barcodes])
     order = np.lexsort((-similarities, -identities))[:k]
     return Evidence(rows[order], similarities[order], identities[order])
 

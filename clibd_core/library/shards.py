@@ -1,11 +1,13 @@
 """Embedding a library's records in shards: any number of processes (``accelerate launch``), each shard
 written as it finishes, a killed build resumed where it stopped.
 
-Shard ``i`` holds records ``[i·S, (i+1)·S)`` (S: ``SHARD_RECORDS`` unless the build says otherwise) and
-is embedded by process ``i mod P``, in the same batches whatever ``P`` is, so a build of any number of
-processes yields the vectors of a single-process build.
-Shards live in a work folder beside the library (``.build-NAME``), keyed by the model and the records,
-and are removed once the library is committed.
+The main process first reads the source once, as a stream, and writes its records (each id once) as
+tables of S records (S: ``SHARD_RECORDS`` unless the build says otherwise): no process ever holds
+every record, so a source of millions is built in bounded memory. Shard ``i`` holds records
+``[i·S, (i+1)·S)`` and is embedded by process ``i mod P``, in the same batches whatever ``P`` is, so a
+build of any number of processes yields the vectors of a single-process build.
+Record tables and shards live in a work folder beside the library (``.build-NAME``), keyed by the
+model and the records, and are removed once the library is committed.
 """
 
 from __future__ import annotations
@@ -13,17 +15,19 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from clibd_core.data.records import Record
+from clibd_core.data.records import HDF5ImageRef, Record
 from clibd_core.fileio import atomic_directory, write_json
+from clibd_core.taxonomy import ALL_RANKS, MISSING, Taxonomy
 
 SHARD_RECORDS = 4096
+IMAGE_COLUMNS = ("image_file", "image_group", "image_row", "image_bytes")  # where a record's image is
 
 
 @dataclass(frozen=True)
@@ -45,33 +49,126 @@ def work_folder(out: Path) -> Path:
     return out.parent / f".build-{out.name}"
 
 
-def prepare(work: Path, model_fingerprint: str, records: Sequence[Record], processes, shard_records: int) -> int:
-    """The number of shards; the work folder is kept only if it holds shards of this very build."""
-    if shard_records < 1:
-        raise ValueError(f"shards need at least one record, not {shard_records}")
-    key = hashlib.sha256("\n".join([model_fingerprint or "", *(r.id for r in records)]).encode()).hexdigest()
-    description = {"key": key, "records": len(records), "shard_records": shard_records}
+def spool(
+    work: Path, model_fingerprint: str, records: Iterable[Record], processes, shard_records: int, progress
+) -> dict:
+    """The main process reads ``records`` once and writes them (each id once, the first kept) as record
+    tables; every process gets the build's plan: records, shards, records with an image. Shards
+    already embedded are kept only if they are of this very build (the same model and records)."""
     if processes.is_main_process:
-        marker = work / "build.json"
-        if marker.exists() and json.loads(marker.read_text()) != description:
-            shutil.rmtree(work)
+        if shard_records < 1:
+            raise ValueError(f"shards need at least one record, not {shard_records}")
         work.mkdir(parents=True, exist_ok=True)
-        write_json(marker, description)
+        staging = work / ".records-new"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        key = hashlib.sha256((model_fingerprint or "").encode())
+        seen: set[str] = set()
+        chunk: list[Record] = []
+        plan = {"records": 0, "shards": 0, "shard_records": shard_records, "with_image": 0}
+        for record in records:
+            if record.id in seen:
+                continue
+            seen.add(record.id)
+            key.update(f"\n{record.id}".encode())
+            chunk.append(record)
+            plan["records"] += 1
+            plan["with_image"] += record.has_image
+            if len(chunk) == shard_records:
+                _write_records(staging / _records_file(work, plan["shards"]).name, chunk)
+                plan["shards"] += 1
+                chunk = []
+                progress("reading records", plan["records"], 0)
+        if chunk:
+            _write_records(staging / _records_file(work, plan["shards"]).name, chunk)
+            plan["shards"] += 1
+        progress("reading records", plan["records"], plan["records"])
+        plan["key"] = key.hexdigest()
+        marker = work / "build.json"
+        if marker.exists() and json.loads(marker.read_text()) != plan:
+            for stale in work.glob("shard-*"):
+                shutil.rmtree(stale)
+        shutil.rmtree(work / "records", ignore_errors=True)
+        staging.rename(work / "records")
+        write_json(marker, plan)
     processes.wait_for_everyone()
-    return -(-len(records) // shard_records)
+    return json.loads((work / "build.json").read_text())
 
 
-def embed_shards(work: Path, records: Sequence[Record], shard_records: int, processes, embed: Callable) -> int:
-    """Embed this process's missing shards (``embed(records, first_row)`` → the parts to save); returns
-    how many shards this process embedded now (the others were there already)."""
+def _write_records(file: Path, records: Sequence[Record]) -> None:
+    images = [_image_columns(record) for record in records]
+    table = pd.DataFrame(
+        {
+            "id": [r.id for r in records],
+            **{rank: [r.taxonomy.get(rank) for r in records] for rank in (*ALL_RANKS, "bin")},
+            "split": [r.split for r in records],
+            "barcode": [r.barcode for r in records],
+            "country": [r.country for r in records],
+            "latitude": [r.latitude for r in records],
+            "longitude": [r.longitude for r in records],
+            "source": [r.source for r in records],
+            **dict(zip(IMAGE_COLUMNS, map(list, zip(*images, strict=True)), strict=True)),
+        }
+    )
+    table.to_parquet(file, index=False)
+
+
+def _image_columns(record: Record) -> tuple:
+    """Where a record's image is: (file, HDF5 group, HDF5 row, bytes)."""
+    image = record.image
+    if image is None:
+        return None, None, -1, None
+    if isinstance(image, HDF5ImageRef):
+        return image.path, image.group, image.index, None
+    if isinstance(image, str | Path):
+        return str(image), None, -1, None
+    if isinstance(image, bytes):
+        return None, None, -1, image
+    raise ValueError(f"{record.id}: an image held as {type(image).__name__} cannot go into a library build")
+
+
+def read_records(work: Path, shard: int) -> list[Record]:
+    """The records of one shard, as they were read."""
+    records = []
+    for row in pd.read_parquet(_records_file(work, shard)).to_dict("records"):
+        row = {name: None if _missing(value) else value for name, value in row.items()}
+        path, group, index, data = (row.pop(column) for column in IMAGE_COLUMNS)
+        image = data if data is not None else HDF5ImageRef(path, group, int(index)) if group is not None else path
+        taxonomy = Taxonomy(**{rank: row.pop(rank) or MISSING for rank in (*ALL_RANKS, "bin")})
+        records.append(Record(taxonomy=taxonomy, image=image, **row))
+    return records
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value)  # None, or NaN (a missing cell)
+
+
+def read_metadata(work: Path, shards: int, columns: Sequence[str]) -> pd.DataFrame:
+    """Some columns of every record, in shard order."""
+    tables = [pd.read_parquet(_records_file(work, shard), columns=list(columns)) for shard in range(shards)]
+    return pd.concat(tables, ignore_index=True)
+
+
+def read_barcodes(work: Path, shards: int) -> Iterator[str | None]:
+    """Every record's barcode in row order, one shard at a time."""
+    for shard in range(shards):
+        for barcode in pd.read_parquet(_records_file(work, shard), columns=["barcode"])["barcode"].tolist():
+            yield None if _missing(barcode) else barcode
+
+
+def _records_file(work: Path, shard: int) -> Path:
+    return work / "records" / f"records-{shard:06d}.parquet"
+
+
+def embed_shards(work: Path, shards: int, processes, embed: Callable[[int], object]) -> int:
+    """Embed this process's missing shards (``embed(shard)`` → the parts to save); returns how many
+    shards this process embedded now (the others were there already)."""
     done = 0
-    count = -(-len(records) // shard_records)
-    for shard in range(processes.process_index, count, processes.num_processes):
+    for shard in range(processes.process_index, shards, processes.num_processes):
         target = work / f"shard-{shard:06d}"
         if target.exists():
             continue
-        first = shard * shard_records
-        parts = embed(records[first : first + shard_records], first)
+        parts = embed(shard)
         with atomic_directory(target) as staging:
             _save(staging, parts)
         done += 1

@@ -4,7 +4,9 @@ A library directory holds numbered versions and a ``CURRENT`` file naming the li
 
     LIB_DIR/CURRENT             "v000002"
     LIB_DIR/v000002/library.json       format, model fingerprint, counts, index facts, provenance, calibration
-    LIB_DIR/v000002/metadata.parquet   one row per reference record (id, ranks, bin, barcode, country, ...)
+    LIB_DIR/v000002/metadata.parquet   one row per reference record (id, ranks, bin, country, ...)
+    LIB_DIR/v000002/barcodes.txt, barcodes_offsets.npy  the records' barcodes, read by row
+                                       (library/barcode_file.py; format 1 kept them in the metadata)
     LIB_DIR/v000002/{modality}.faiss   the vectors of that modality (Flat, HNSW or IVF-PQ: library/indexes.py);
                                        "kmer" holds the barcodes' 5-mer profiles (library/kmers.py)
                                        when the model's DNA tower does not embed them itself
@@ -33,13 +35,15 @@ import faiss
 import numpy as np
 import pandas as pd
 
+from clibd_core.library.barcode_file import FILES as BARCODE_FILES
+from clibd_core.library.barcode_file import BarcodeColumn, BarcodeFile
 from clibd_core.library.indexes import HNSW_EF_SEARCH, IVF_NPROBE, IVF_RERANK, read_index
 from clibd_core.library.seeds import SeedIndex
 from clibd_core.library.vector_file import VectorFile
 from clibd_core.taxonomy import ALL_RANKS, MISSING
 
 FORMAT = "clibd-library"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: barcodes beside the metadata (format 1 libraries are still read)
 CURRENT = "CURRENT"
 
 
@@ -63,6 +67,7 @@ class Library:
     rows: dict[str, np.ndarray] = field(default_factory=dict)
     seeds: SeedIndex | None = None  # shared 12-mers of the barcodes (absent from older libraries)
     stored: dict[str, VectorFile] = field(default_factory=dict)  # vectors beside IVF-PQ indexes, on disk
+    barcodes: BarcodeFile | BarcodeColumn = field(default_factory=lambda: BarcodeColumn(np.zeros(0)))
     _columns: dict[str, object] = field(default_factory=dict, repr=False)  # caches of column() and positions()
 
     @classmethod
@@ -73,6 +78,10 @@ class Library:
         facts = _read_file(version_dir / "library.json", _read_facts)
         metadata = _read_file(version_dir / "metadata.parquet", pd.read_parquet)
         library = cls(path, version_dir, facts, metadata)
+        if "barcode" in metadata:  # format 1
+            library.barcodes = BarcodeColumn(metadata.pop("barcode").to_numpy(dtype=object))
+        else:
+            library.barcodes = _read_file(version_dir / BARCODE_FILES[0], lambda file: BarcodeFile(file.parent))
         for modality in facts["modalities"] if with_indexes else ():
             compressed = facts["index"].get(modality, {}).get("type", "").startswith("IndexIVF")
             index = _read_file(version_dir / f"{modality}.faiss", partial(read_index, compressed=compressed))
