@@ -35,6 +35,17 @@ def read_bytes(path: str | Path) -> bytes:
     return as_utf8(data)
 
 
+def read_head(path: str | Path, size: int = 65536) -> bytes:
+    """The first ``size`` bytes of a file's text (gunzipped, as UTF-8), without reading the rest."""
+    with open(path, "rb") as probe:
+        gzipped = probe.read(2) == b"\x1f\x8b"
+    try:
+        with gzip.open(path, "rb") if gzipped else open(path, "rb") as handle:
+            return as_utf8(handle.read(size))
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise TextError(f"{Path(path).name}: a damaged gzip file ({error})") from error
+
+
 def _gunzip(data: bytes, name: str) -> bytes:
     declared = int.from_bytes(data[-4:], "little")  # the size gzip records (modulo 4 GiB)
     if declared > MAX_TEXT_BYTES:
@@ -83,10 +94,17 @@ def decode_line(raw: bytes) -> str:
 
 
 def iter_lines(path: str | Path) -> Iterator[str]:
-    """A text file's lines, each decoded as :func:`decode_line` does and ending in ``\\n``, read as they
-    are needed: a table of millions of rows is never held whole. Gzip is inflated as it is read (and
-    refused beyond ``MAX_TEXT_BYTES``); UTF-16/32 files (Notepad's "Unicode", small by nature) are
-    read whole."""
+    """A text file's lines, each decoded as :func:`decode_line` does and ending in ``\\n`` (see
+    :func:`iter_byte_lines`)."""
+    for raw in iter_byte_lines(path):
+        line = decode_line(raw)
+        yield line[:-2] + "\n" if line.endswith("\r\n") else line
+
+
+def iter_byte_lines(path: str | Path) -> Iterator[bytes]:
+    """A text file's lines as UTF-8 bytes (BOM dropped), read as they are needed: a table of millions of
+    rows is never held whole. Gzip is inflated as it is read (and refused beyond ``MAX_TEXT_BYTES``);
+    UTF-16/32 files (Notepad's "Unicode", small by nature) are read whole."""
     path = Path(path)
     with open(path, "rb") as probe:
         gzipped = probe.read(2) == b"\x1f\x8b"
@@ -102,8 +120,7 @@ def iter_lines(path: str | Path) -> Iterator[str]:
                 total += len(raw)
                 if total > MAX_TEXT_BYTES:
                     raise TextError(f"{path.name}: longer than {MAX_TEXT_BYTES >> 30} GiB, more than this app reads")
-                line = decode_line(raw[3:] if number == 0 and raw.startswith(codecs.BOM_UTF8) else raw)
-                yield line[:-2] + "\n" if line.endswith("\r\n") else line
+                yield raw[3:] if number == 0 and raw.startswith(codecs.BOM_UTF8) else raw
     except (gzip.BadGzipFile, EOFError, zlib.error) as error:
         raise TextError(f"{path.name}: a damaged gzip file ({error})") from error
 

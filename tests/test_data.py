@@ -286,6 +286,43 @@ def test_bioscan_5m_layout_keeps_its_splits(tmp_path, photos):
     assert [r.split for r in result.records] == splits_before
 
 
+def test_large_tables_are_read_as_streams(tmp_path):
+    """A gzipped BIOSCAN-5M table is read row by row: records come before the reader reaches a damaged
+    end (a whole-file reader would fail first), and a SourceStream counts what one pass yields and skips."""
+    from clibd_core.data.bioscan import iter_bioscan_5m
+    from clibd_core.data.sources import SourceStream
+    from clibd_core.fileio import file_sha256
+    from clibd_core.textio import TextError
+
+    lines = io.StringIO()
+    writer = csv.writer(lines)
+    writer.writerow(["processid", "order", "genus", "species", "dna_bin", "dna_barcode", "split", "chunk"])
+    for i in range(3000):
+        barcode = COI if i % 100 else "NNNN"  # every hundredth row has no usable barcode (and no image)
+        writer.writerow([f"P{i:05d}", "Diptera", "Aedes", f"Aedes sp{i % 7}", "BOLD:A", barcode, "pretrain", "1"])
+    packed = gzip.compress(lines.getvalue().encode())
+    (tmp_path / "whole.csv.gz").write_bytes(packed)
+    (tmp_path / "damaged.csv.gz").write_bytes(packed[: len(packed) // 2])
+    rows = iter_bioscan_5m(tmp_path / "damaged.csv.gz")
+    first = [next(rows) for _ in range(50)]
+    assert [item.id for item in first if hasattr(item, "id")][:3] == ["P00001", "P00002", "P00003"]
+    with pytest.raises(TextError, match="damaged gzip"):
+        list(rows)
+    skipped = []
+    stream = SourceStream(tmp_path / "whole.csv.gz", "bioscan_5m", on_skipped=skipped.append)
+    records = list(stream)
+    assert len(records) == stream.records == 2970 and stream.skipped_count == len(skipped) == 30
+    assert records[0].barcode == COI and records[0].split == "pretrain"
+    assert stream.facts() == {
+        "path": str((tmp_path / "whole.csv.gz").resolve()),
+        "format": "bioscan_5m",
+        "sha256": file_sha256(tmp_path / "whole.csv.gz"),
+        "records": 2970,
+        "skipped": 30,
+    }
+    assert sum(1 for _ in stream) == 2970 and stream.skipped_count == 30  # a second pass counts afresh
+
+
 def test_clibd_hdf5_streams_images_lazily(tmp_path, photos):
     path = tmp_path / "BioScan_data_in_splits.hdf5"
     blobs = [p.read_bytes() for p in photos]

@@ -5,10 +5,13 @@ bad input, image+barcode, the CLI, and the evaluation protocol's novelty AUROC."
 from __future__ import annotations
 
 import io
+import json
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from itertools import chain
 from pathlib import Path
 
 import faiss
@@ -40,7 +43,7 @@ from clibd_core.library.search import (
 )
 from clibd_core.library.store import Library, LibraryError, ModelMismatchError
 from clibd_core.reference import DEMO_MODEL
-from clibd_core.taxonomy import RANKS, Taxonomy
+from clibd_core.taxonomy import RANKS, Taxonomy, taxonomy_text
 
 CLI = [sys.executable, "-m", "clibd_core.cli"]
 
@@ -446,12 +449,46 @@ def test_corrupt_reference_images_are_skipped_with_their_reason(model, records, 
 def _same_library(a: Library, b: Library, exact: bool = True) -> None:
     """Same records, rows and vectors; ``exact=False`` allows float rounding (other thread counts)."""
     pd.testing.assert_frame_equal(a.metadata, b.metadata)
+    assert list(chain.from_iterable(a.barcodes.chunks())) == list(chain.from_iterable(b.barcodes.chunks()))
     assert a.modalities == b.modalities
     for modality in a.modalities:
         np.testing.assert_array_equal(a.rows[modality], b.rows[modality])
         np.testing.assert_allclose(a.vectors(modality), b.vectors(modality), atol=0 if exact else 1e-5)
     if exact:
         assert a.facts["calibration"] == b.facts["calibration"]
+
+
+def test_a_first_format_library_still_opens_answers_and_grows(model, library, records, tmp_path):
+    """Format 1 kept the barcodes in the metadata table; such a library is read as before, and its
+    next version is written in today's format."""
+    from clibd_core.library.barcode_file import FILES, BarcodeFile
+
+    old = tmp_path / "old"
+    shutil.copytree(library.path, old)
+    version = old / (old / "CURRENT").read_text().strip()
+    metadata = pd.read_parquet(version / "metadata.parquet")
+    metadata.insert(7, "barcode", list(chain.from_iterable(library.barcodes.chunks())))
+    metadata.to_parquet(version / "metadata.parquet", index=False)
+    for name in FILES:
+        (version / name).unlink()
+    facts = json.loads((version / "library.json").read_text())
+    (version / "library.json").write_text(json.dumps({**facts, "format_version": 1}))
+    reopened = Library.open(old)
+    assert "barcode" not in reopened.metadata and reopened.barcodes.take([0, 5]) == library.barcodes.take([0, 5])
+    [answer] = identify(reopened, model, [Query("q", barcode=records[3].barcode)])
+    assert answer.neighbours[0].identity == pytest.approx(100.0)
+    grown, _ = add_to_library(old, model, records[160:170])
+    assert isinstance(grown.barcodes, BarcodeFile) and grown.facts["format_version"] == 2
+    assert grown.barcodes.take([3, 165]) == [records[3].barcode, records[165].barcode]
+
+
+def test_appending_known_lineages_embeds_no_new_taxonomy_texts(model, records, tmp_path):
+    built = build_library(model, records[:100], tmp_path / "lib")
+    known = {taxonomy_text(r.taxonomy) for r in records[:100]}
+    extra = [r for r in records[100:] if taxonomy_text(r.taxonomy) in known][:10]
+    assert extra and len(built.rows["text"]) == len(known)
+    grown, _ = add_to_library(tmp_path / "lib", model, extra)
+    assert len(grown.rows["text"]) == len(known) and len(grown.metadata) == 100 + len(extra)
 
 
 def test_a_killed_build_resumes_from_its_finished_shards(model, records, tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 from clibd_core.data.records import ReadResult, Record, Skipped
 from clibd_core.dna import BarcodeError, clean_sequence, fasta_id, parse_fasta
 from clibd_core.taxonomy import Taxonomy
-from clibd_core.textio import decode_line, iter_lines, parse_float, read_bytes
+from clibd_core.textio import decode_line, iter_byte_lines, parse_float, read_bytes
 
 BARCODE_MARKER = "COI-5P"
 # Insect orders, so a one-word BOLD identification can be placed at the right rank.
@@ -39,16 +39,16 @@ def read_bold_tsv(path: str | Path) -> ReadResult:
 
 def iter_bold_tsv(path: str | Path) -> Iterator[Record | Skipped]:
     """A BOLD export's Records and skipped rows, one at a time (an export of millions in bounded memory)."""
-    lines = iter_lines(path)
-    header = [_value(name) for name in next(lines, "").split("\t")]
+    lines = iter_byte_lines(path)
+    header = [_value(name) for name in decode_line(next(lines, b"")).split("\t")]
     if "processid" not in header or "nucleotides" not in header:
         yield Skipped("header", "not a BOLD export: no 'processid' and 'nucleotides' columns")
         return
     seen: set[str] = set()
-    for line_number, line in enumerate(lines, start=2):
-        if not line.strip():
+    for line_number, raw in enumerate(lines, start=2):
+        if not raw.strip():
             continue
-        values = line.rstrip("\n").split("\t")
+        values = decode_line(raw.rstrip(b"\n")).split("\t")
         row_label = f"line {line_number}"
         if len(values) != len(header):
             yield Skipped(row_label, f"{len(values)} fields where the header has {len(header)}")

@@ -20,7 +20,7 @@ from clibd_core.data.bold import iter_bold_tsv, read_bold_tsv, read_fasta
 from clibd_core.data.folder import find_file_column, is_species_folders, read_image_folder, read_species_folders
 from clibd_core.data.records import ReadResult, Record, Skipped
 from clibd_core.fileio import file_sha256
-from clibd_core.textio import decode_line, read_bytes
+from clibd_core.textio import decode_line, read_head
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 READERS = {
@@ -72,7 +72,7 @@ def detect_format(path: str | Path) -> str:
     with open(path, "rb") as handle:
         if handle.read(8) == HDF5_MAGIC:
             return "clibd_hdf5"
-    head = decode_line(read_bytes(path)[:65536]).lstrip("\ufeff").lstrip()
+    head = decode_line(read_head(path)).lstrip("\ufeff").lstrip()
     if head.startswith(">"):
         return "fasta"
     header_line = head.split("\n", 1)[0].replace("\r", "")

@@ -28,7 +28,7 @@ from clibd_core.dna import to_acgtn
 from clibd_core.fileio import fsync_tree, write_json
 from clibd_core.library.barcode_file import CHUNK_ROWS, BarcodeFile, write_barcodes
 from clibd_core.library.calibration import calibrate
-from clibd_core.library.domain import fit_domain
+from clibd_core.library.domain import MAX_FIT, fit_domain
 from clibd_core.library.indexes import INDEX_MEMORY, describe, is_compressed, new_index, train
 from clibd_core.library.kmers import kmer_profiles
 from clibd_core.library.seeds import SeedIndex
@@ -44,7 +44,7 @@ from clibd_core.library.shards import (
     work_folder,
 )
 from clibd_core.library.store import CURRENT, FORMAT, FORMAT_VERSION, Library, LibraryError
-from clibd_core.library.vector_file import VectorFile
+from clibd_core.library.vector_file import write_vector_file
 from clibd_core.taxonomy import ALL_RANKS, RANKS, Taxonomy, taxonomy_text
 
 THUMBNAIL_SIZE = 160
@@ -362,8 +362,7 @@ def _write_version(
             _write_index(index, staging / f"{modality}.faiss")
             np.save(staging / f"{modality}_rows.npy", rows[modality])
             if everything is not None:
-                np.save(staging / f"{modality}_vectors.npy", everything.astype(np.float16))
-                stored[modality] = VectorFile(staging / f"{modality}_vectors.npy")
+                stored[modality] = write_vector_file(staging / f"{modality}_vectors.npy", everything)
             index_facts[modality] = describe(index, memory)
         metadata.to_parquet(staging / "metadata.parquet", index=False)
         if write_barcodes(staging, barcodes) != len(metadata):
@@ -443,7 +442,10 @@ def _domains(facts: dict, library: Library, image_features: np.ndarray | None) -
     elif image_features is not None and len(image_features):
         domains["image"] = fit_domain(image_features)
     if "dna" in library.indexes:
-        domains["dna"] = fit_domain(library.vectors("dna"))
+        size = library.indexes["dna"].ntotal  # fit_domain uses at most 2 × MAX_FIT vectors: read no more
+        rng = np.random.default_rng(0)
+        picked = np.arange(size) if size <= 2 * MAX_FIT else np.sort(rng.choice(size, 2 * MAX_FIT, replace=False))
+        domains["dna"] = fit_domain(library.vectors_at("dna", picked))
     return {modality: domain for modality, domain in domains.items() if domain}
 
 

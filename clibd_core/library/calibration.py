@@ -139,7 +139,7 @@ def species_identity_floors(library: Library, seed: int = 0) -> dict[str, float]
     further from the species than any of its own members are from each other is probably a relative
     that the library lacks (library/search.py refuses the species name then)."""
     species = library.column("species")
-    rows, vectors = library.rows["dna"], library.vectors("dna")
+    rows = library.rows["dna"]
     members: dict[str, list[int]] = {}
     for position, row in enumerate(rows):
         if species[row] != MISSING:
@@ -152,7 +152,8 @@ def species_identity_floors(library: Library, seed: int = 0) -> dict[str, float]
         positions = np.array(positions)
         if len(positions) > SPREAD_SAMPLE:
             positions = rng.choice(positions, SPREAD_SAMPLE, replace=False)
-        similarities = vectors[positions] @ vectors[positions].T
+        vectors = library.vectors_at("dna", positions)
+        similarities = vectors @ vectors.T
         np.fill_diagonal(similarities, -np.inf)
         nearest = np.argsort(-similarities, axis=1)[:, :3]
         sequences = [to_acgtn(barcode) for barcode in library.barcodes.take(rows[positions])]

@@ -156,6 +156,24 @@ def read_barcodes(work: Path, shards: int) -> Iterator[str | None]:
             yield None if _missing(barcode) else barcode
 
 
+def _gathered(work: Path, folders: list[Path], modality: str) -> np.ndarray:
+    """One modality's vectors of every shard, written into one ``.npy`` file, memory-mapped."""
+    parts = [
+        np.load(folder / f"{modality}.npy", mmap_mode="r")
+        for folder in folders
+        if (folder / f"{modality}.npy").exists()
+    ]
+    file = work / f"gathered-{modality}.npy"
+    out = np.lib.format.open_memmap(file, mode="w+", dtype=np.float32, shape=(sum(map(len, parts)), parts[0].shape[1]))
+    start = 0
+    for part in parts:
+        out[start : start + len(part)] = part
+        start += len(part)
+    out.flush()
+    del out
+    return np.load(file, mmap_mode="r")
+
+
 def _records_file(work: Path, shard: int) -> Path:
     return work / "records" / f"records-{shard:06d}.parquet"
 
@@ -187,27 +205,26 @@ def _save(folder: Path, parts) -> None:
 
 
 def load_shards(work: Path, count: int) -> dict:
-    """Every shard's parts, concatenated in shard order (as one process would have produced them)."""
-    vectors: dict[str, list] = {}
+    """Every shard's parts in shard order (as one process would have produced them). Each modality's
+    vectors are gathered into one file of the work folder and returned memory-mapped: at millions of
+    records they are page cache the kernel may reclaim, not the assembling process's own memory."""
     rows: dict[str, list] = {}
     thumbnails: dict[int, bytes] = {}
     skipped: list[dict] = []
     features = []
-    for shard in range(count):
-        folder = work / f"shard-{shard:06d}"
+    folders = [work / f"shard-{shard:06d}" for shard in range(count)]
+    for folder in folders:
         if not folder.exists():
             raise FileNotFoundError(f"{folder} is missing: a process of this build did not finish")
         for path in sorted(folder.glob("*_rows.npy")):
-            modality = path.name[: -len("_rows.npy")]
-            vectors.setdefault(modality, []).append(np.load(folder / f"{modality}.npy"))
-            rows.setdefault(modality, []).append(np.load(path))
+            rows.setdefault(path.name[: -len("_rows.npy")], []).append(np.load(path))
         table = pd.read_parquet(folder / "thumbnails.parquet")
         thumbnails.update(zip(table["row"].tolist(), table["jpeg"].tolist(), strict=True))
         skipped += json.loads((folder / "skipped.json").read_text())
         if (folder / "image_features.npy").exists():
             features.append(np.load(folder / "image_features.npy"))
     return {
-        "vectors": {m: np.concatenate(v) for m, v in vectors.items()},
+        "vectors": {modality: _gathered(work, folders, modality) for modality in rows},
         "rows": {m: np.concatenate(r).astype(np.int64) for m, r in rows.items()},
         "thumbnails": thumbnails,
         "skipped": skipped,

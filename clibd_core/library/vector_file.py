@@ -17,6 +17,16 @@ import numpy as np
 BULK_ROWS = 65_536  # rows converted to float32 at a time when every vector is read
 
 
+def write_vector_file(file: Path, vectors: np.ndarray) -> VectorFile:
+    """``vectors`` (any float array, a memory-mapped one too) saved as float16, ``BULK_ROWS`` at a time."""
+    out = np.lib.format.open_memmap(file, mode="w+", dtype=np.float16, shape=vectors.shape)
+    for start in range(0, len(vectors), BULK_ROWS):
+        out[start : start + BULK_ROWS] = vectors[start : start + BULK_ROWS]
+    out.flush()
+    del out
+    return VectorFile(file)
+
+
 class VectorFile:
     """An ``(n, dim)`` float16 ``.npy`` file whose rows are read on demand."""
 
