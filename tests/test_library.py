@@ -545,7 +545,7 @@ def test_seed_candidates_find_a_fragment_and_distant_relatives():
         return "".join(changed)
 
     references = [mutate(a, 0.02) for a in ancestors for _ in range(5)]  # 20 genera of 5 "species"
-    index = SeedIndex.build(references, np.arange(100) + 7, 107)  # rows need not start at 0
+    index = SeedIndex.build(zip(np.arange(100) + 7, references, strict=True), 107)  # rows need not start at 0
     fragment = references[42][300:430]  # a 130-bp mini-barcode
     assert index.candidates(fragment, 5)[0] == 42 + 7
     relative = mutate(ancestors[13], 0.10)  # 90 % identical: a species the library lacks

@@ -26,7 +26,7 @@ from clibd_core.data.records import Record
 from clibd_core.data.transforms import ImageError
 from clibd_core.dna import to_acgtn
 from clibd_core.fileio import fsync_tree, write_json
-from clibd_core.library.barcode_file import CHUNK_ROWS, BarcodeFile, write_barcodes
+from clibd_core.library.barcode_file import BarcodeFile, write_barcodes
 from clibd_core.library.calibration import calibrate
 from clibd_core.library.domain import MAX_FIT, fit_domain
 from clibd_core.library.indexes import INDEX_MEMORY, describe, is_compressed, new_index, train
@@ -415,13 +415,8 @@ def _staging(staging: Path) -> Iterator[Path]:
 
 def _seed_index(barcodes: BarcodeFile) -> SeedIndex:
     """The seed index of every barcode in the library (library/seeds.py)."""
-    rows, sequences = [], []
-    for first, chunk in zip(range(0, len(barcodes), CHUNK_ROWS), barcodes.chunks(), strict=True):
-        for offset, barcode in enumerate(chunk):
-            if barcode:
-                rows.append(first + offset)
-                sequences.append(to_acgtn(barcode))
-    return SeedIndex.build(sequences, np.asarray(rows, dtype=np.int64), len(barcodes))
+    every = enumerate(chain.from_iterable(barcodes.chunks()))
+    return SeedIndex.build(((row, to_acgtn(barcode)) for row, barcode in every if barcode), len(barcodes))
 
 
 def _write_index(index: faiss.Index, file: Path) -> None:

@@ -54,7 +54,8 @@ def spool(
 ) -> dict:
     """The main process reads ``records`` once and writes them (each id once, the first kept) as record
     tables; every process gets the build's plan: records, shards, records with an image. Shards
-    already embedded are kept only if they are of this very build (the same model and records)."""
+    already embedded are kept only if they are of this very build (the same model, ids, barcodes and
+    images)."""
     if processes.is_main_process:
         if shard_records < 1:
             raise ValueError(f"shards need at least one record, not {shard_records}")
@@ -70,7 +71,7 @@ def spool(
             if record.id in seen:
                 continue
             seen.add(record.id)
-            key.update(f"\n{record.id}".encode())
+            key.update(f"\n{record.id}\t{record.barcode}\t{_image_columns(record)[:3]}".encode())  # what is embedded
             chunk.append(record)
             plan["records"] += 1
             plan["with_image"] += record.has_image
