@@ -37,7 +37,8 @@ from clibd_core.library.store import CURRENT, Library
 
 COPIES = 5
 sys.path.insert(0, str(Path(__file__).parent))
-from million_library import BASES, timed  # noqa: E402 - the sibling benchmark's helpers
+from library_scale import resident_memory  # noqa: E402 - the sibling benchmarks' helpers
+from million_library import BASES, timed  # noqa: E402
 
 
 def make_library(source: Path, out: Path) -> dict:
@@ -116,7 +117,7 @@ def searched(library: Path, queries: Path) -> dict:
     model = load_model(Library.open(library, with_indexes=False).model_path, device="cpu")
     started = time.time()
     opened = Library.open(library)
-    report = {"open_s": round(time.time() - started, 2), "resident_after_open_mb": _resident()}
+    report = {"open_s": round(time.time() - started, 2), "resident_after_open_mb": resident_memory()}
     sequences = parse_sequences(queries.read_text())[:300]
     times = []
     for query_id, sequence in sequences:
@@ -127,17 +128,8 @@ def searched(library: Path, queries: Path) -> dict:
         "p50": round(float(np.percentile(times[10:], 50)), 1),
         "p99": round(float(np.percentile(times[10:], 99)), 1),
     }
-    report["resident_after_queries_mb"] = _resident()
+    report["resident_after_queries_mb"] = resident_memory()
     return report
-
-
-def _resident() -> dict:
-    fields = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
-            fields[name] = round(int(value.split()[0]) / 1024)
-    return fields
 
 
 def main() -> None:

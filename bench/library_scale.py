@@ -122,7 +122,7 @@ def search(work: Path, dim: int) -> dict:
     library = Library(work, work, {}, metadata, {"dna": index}, {"dna": np.arange(index.ntotal)}, None, {"dna": stored})
     opened = time.time() - started
     queries = np.load(work / f"queries_{dim}.npy")
-    result = {"open_s": round(opened, 2), "resident_after_open_mb": _resident()}
+    result = {"open_s": round(opened, 2), "resident_after_open_mb": resident_memory()}
     allowed = np.flatnonzero(np.arange(index.ntotal) % 10 == 3)
     for name, rows, truth in (
         ("all", None, np.load(work / f"truth_{dim}.npy")),
@@ -140,11 +140,11 @@ def search(work: Path, dim: int) -> dict:
                 float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])), 4
             ),
         }
-    result["resident_after_searches_mb"] = _resident()
+    result["resident_after_searches_mb"] = resident_memory()
     return result
 
 
-def _resident() -> dict:
+def resident_memory() -> dict:
     """Resident memory now, split into anonymous (the process's own) and file-backed pages (the
     memory-mapped index: page cache the kernel can drop and re-read), and its peak (VmHWM: this
     process's own; getrusage's ru_maxrss would report the parent's peak, inherited across exec)."""

@@ -43,12 +43,19 @@ from clibd_core.library.shards import (
     spool,
     work_folder,
 )
-from clibd_core.library.store import CURRENT, FORMAT, FORMAT_VERSION, Library, LibraryError
+from clibd_core.library.store import (
+    CURRENT,
+    FORMAT,
+    FORMAT_VERSION,
+    METADATA_COLUMNS,
+    Library,
+    LibraryError,
+    metadata_table,
+)
 from clibd_core.library.vector_file import write_vector_file
-from clibd_core.taxonomy import ALL_RANKS, RANKS, Taxonomy, taxonomy_text
+from clibd_core.taxonomy import RANKS, Taxonomy, taxonomy_text
 
 THUMBNAIL_SIZE = 160
-METADATA_COLUMNS = ("id", *ALL_RANKS, "bin", "split", "country", "latitude", "longitude", "source")  # barcodes aside
 
 DOMAIN_SAMPLE = 20_000  # image backbone features kept for fitting the library's image domain
 # Libraries above this many records get no seed index: it is built in memory (about 1.5 kB a barcode
@@ -154,7 +161,7 @@ def add_to_library(
         return library, duplicates
     known_texts = set(_lineage_texts(library.metadata.loc[library.rows["text"]])) if "text" in library.rows else set()
     parts = _embed_records(model, fresh, len(library.metadata), progress, batch_size, known_texts)
-    metadata = pd.concat([library.metadata, _metadata(fresh)], ignore_index=True)
+    metadata = pd.concat([library.metadata, metadata_table(fresh)], ignore_index=True)
     facts = {**library.facts, "sources": [*library.facts.get("sources", []), *sources]}
     barcodes = chain(chain.from_iterable(library.barcodes.chunks()), (record.barcode for record in fresh))
     return (
@@ -245,7 +252,9 @@ def _embed_records(
                 domain_features.append(backbones[::stride])
             progress("images", min(start + batch_size, len(with_image)), len(with_image))
     if "text" in modalities and with_texts:
-        text_vectors, text_rows = _embed_texts(model, _metadata(records), first_row, progress, batch_size, known_texts)
+        text_vectors, text_rows = _embed_texts(
+            model, metadata_table(records), first_row, progress, batch_size, known_texts
+        )
         vectors["text"], rows["text"] = [text_vectors], text_rows
     return _Embedded(
         {m: np.concatenate(v) for m, v in vectors.items()},
@@ -289,21 +298,6 @@ def _thumbnail(image) -> bytes:
     buffer = io.BytesIO()
     small.save(buffer, format="JPEG", quality=85)
     return buffer.getvalue()
-
-
-def _metadata(records: Sequence[Record]) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "id": [r.id for r in records],
-            **{rank: [r.taxonomy.get(rank) for r in records] for rank in (*ALL_RANKS, "bin")},
-            "split": [r.split for r in records],
-            "country": [r.country for r in records],
-            "latitude": [r.latitude for r in records],
-            "longitude": [r.longitude for r in records],
-            "source": [r.source for r in records],
-        },
-        columns=list(METADATA_COLUMNS),
-    )
 
 
 def _index_with(

@@ -316,11 +316,14 @@ def answer(evidence: Evidence, library: Library, pair: str, features: np.ndarray
             call.confidence = min(call.confidence, UNSUPPORTED_CAP)
     make_monotone(result.ranks)
     result.deepest_rank = deepest_confident_rank(result.ranks, result.novel)
-    ids, names = library.column("id"), {rank: library.column(rank) for rank in (*RANKS, "bin")}
+    # Ids are read one by one: a column of millions of distinct ids is not made into Python strings
+    # (and a gather over the column's many Arrow chunks costs ~6 ms a query at 5M records).
+    ids = library.metadata["id"].array
+    names = {rank: library.column(rank) for rank in (*RANKS, "bin")}
     result.neighbours = [
         Neighbour(
             int(row),
-            str(ids[row]),
+            str(ids[int(row)]),
             {rank: str(names[rank][row]) for rank in names},
             float(similarity),
             None if evidence.identities is None else float(evidence.identities[i]),

@@ -24,6 +24,7 @@ import pandas as pd
 
 from clibd_core.data.records import HDF5ImageRef, Record
 from clibd_core.fileio import atomic_directory, write_json
+from clibd_core.library.store import metadata_table
 from clibd_core.taxonomy import ALL_RANKS, MISSING, Taxonomy
 
 SHARD_RECORDS = 4096
@@ -97,20 +98,11 @@ def spool(
 
 
 def _write_records(file: Path, records: Sequence[Record]) -> None:
+    table = metadata_table(records)
+    table["barcode"] = [r.barcode for r in records]
     images = [_image_columns(record) for record in records]
-    table = pd.DataFrame(
-        {
-            "id": [r.id for r in records],
-            **{rank: [r.taxonomy.get(rank) for r in records] for rank in (*ALL_RANKS, "bin")},
-            "split": [r.split for r in records],
-            "barcode": [r.barcode for r in records],
-            "country": [r.country for r in records],
-            "latitude": [r.latitude for r in records],
-            "longitude": [r.longitude for r in records],
-            "source": [r.source for r in records],
-            **dict(zip(IMAGE_COLUMNS, map(list, zip(*images, strict=True)), strict=True)),
-        }
-    )
+    for column, values in zip(IMAGE_COLUMNS, zip(*images, strict=True), strict=True):
+        table[column] = list(values)
     table.to_parquet(file, index=False)
 
 
