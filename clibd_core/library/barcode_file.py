@@ -15,6 +15,7 @@ answers for them alike.
 from __future__ import annotations
 
 import os
+import weakref
 from array import array
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -49,13 +50,10 @@ class BarcodeFile:
         if size != self.offsets[-1]:
             raise ValueError(f"{self.file}: {size:,} bytes where its offsets say {self.offsets[-1]:,}: damaged")
         self._fd = os.open(self.file, os.O_RDONLY)
+        weakref.finalize(self, os.close, self._fd)  # closed when collected, or at exit
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
-
-    def __del__(self) -> None:
-        if getattr(self, "_fd", None) is not None:
-            os.close(self._fd)
 
     def take(self, rows: Iterable[int]) -> list[str | None]:
         """The barcodes of ``rows`` (None where a record has none)."""

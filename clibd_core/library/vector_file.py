@@ -10,6 +10,7 @@ file position, so threads of a served app may read at once.
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -46,13 +47,10 @@ class VectorFile:
         if os.path.getsize(self.file) < expected:
             raise ValueError(f"{self.file}: truncated ({os.path.getsize(self.file):,} of {expected:,} bytes)")
         self._fd = os.open(self.file, os.O_RDONLY)
+        weakref.finalize(self, os.close, self._fd)  # closed when collected, or at exit
 
     def __len__(self) -> int:
         return self.shape[0]
-
-    def __del__(self) -> None:
-        if getattr(self, "_fd", None) is not None:
-            os.close(self._fd)
 
     def take(self, positions: np.ndarray) -> np.ndarray:
         """The rows at ``positions`` (in that order) as float32."""
