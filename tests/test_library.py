@@ -491,6 +491,12 @@ def test_appending_known_lineages_embeds_no_new_taxonomy_texts(model, records, t
     assert len(grown.rows["text"]) == len(known) and len(grown.metadata) == 100 + len(extra)
 
 
+def test_a_source_without_usable_records_is_refused_clearly(model, tmp_path):
+    with pytest.raises(LibraryError, match="no usable record"):
+        build_library(model, iter([]), tmp_path / "empty")
+    assert not (tmp_path / "empty").exists() and not (tmp_path / ".build-empty").exists()
+
+
 def test_a_killed_build_resumes_from_its_finished_shards(model, records, tmp_path):
     from clibd_core.library.shards import Processes
 

@@ -106,6 +106,10 @@ def build_library(
     started = time.time()
     work = work_folder(out)
     plan = spool(work, model.fingerprint, records, processes, shard_records, progress)
+    if not plan["records"]:  # every process has the plan: all stop here
+        if processes.is_main_process:
+            shutil.rmtree(work, ignore_errors=True)
+        raise LibraryError("the source holds no usable record to build a library from (clibd inspect says why)")
     stride = _domain_stride(plan["with_image"])
 
     def embed(shard: int) -> _Embedded:
