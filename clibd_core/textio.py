@@ -10,7 +10,9 @@ import gzip
 import re
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 MAX_TEXT_BYTES = 8 << 30  # a gzip expanding beyond this is refused (BIOSCAN-5M's metadata is ~2 GB)
 _BOMS = (
@@ -37,11 +39,19 @@ def read_bytes(path: str | Path) -> bytes:
 
 def read_head(path: str | Path, size: int = 65536) -> bytes:
     """The first ``size`` bytes of a file's text (gunzipped, as UTF-8), without reading the rest."""
+    with _open_inflated(path) as handle:
+        return as_utf8(handle.read(size))
+
+
+@contextmanager
+def _open_inflated(path: str | Path) -> Iterator[BinaryIO]:
+    """A file opened for reading its bytes, inflated as they are read when it is gzip (by content,
+    whatever its name); a damaged gzip, found while reading, is a TextError."""
     with open(path, "rb") as probe:
         gzipped = probe.read(2) == b"\x1f\x8b"
     try:
         with gzip.open(path, "rb") if gzipped else open(path, "rb") as handle:
-            return as_utf8(handle.read(size))
+            yield handle
     except (gzip.BadGzipFile, EOFError, zlib.error) as error:
         raise TextError(f"{Path(path).name}: a damaged gzip file ({error})") from error
 
@@ -106,23 +116,18 @@ def iter_byte_lines(path: str | Path) -> Iterator[bytes]:
     rows is never held whole. Gzip is inflated as it is read (and refused beyond ``MAX_TEXT_BYTES``);
     UTF-16/32 files (Notepad's "Unicode", small by nature) are read whole."""
     path = Path(path)
-    with open(path, "rb") as probe:
-        gzipped = probe.read(2) == b"\x1f\x8b"
-    try:
-        with gzip.open(path, "rb") if gzipped else open(path, "rb") as handle:
-            head = handle.peek(4096)[:4096]
-            if as_utf8(head) != head and not head.startswith(codecs.BOM_UTF8):
-                lines = read_bytes(path).splitlines(keepends=True)  # wide text, re-encoded as UTF-8
-            else:
-                lines = handle
-            total = 0
-            for number, raw in enumerate(lines):
-                total += len(raw)
-                if total > MAX_TEXT_BYTES:
-                    raise TextError(f"{path.name}: longer than {MAX_TEXT_BYTES >> 30} GiB, more than this app reads")
-                yield raw[3:] if number == 0 and raw.startswith(codecs.BOM_UTF8) else raw
-    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
-        raise TextError(f"{path.name}: a damaged gzip file ({error})") from error
+    with _open_inflated(path) as handle:
+        head = handle.peek(4096)[:4096]
+        if as_utf8(head) != head and not head.startswith(codecs.BOM_UTF8):
+            lines = read_bytes(path).splitlines(keepends=True)  # wide text, re-encoded as UTF-8
+        else:
+            lines = handle
+        total = 0
+        for number, raw in enumerate(lines):
+            total += len(raw)
+            if total > MAX_TEXT_BYTES:
+                raise TextError(f"{path.name}: longer than {MAX_TEXT_BYTES >> 30} GiB, more than this app reads")
+            yield raw[3:] if number == 0 and raw.startswith(codecs.BOM_UTF8) else raw
 
 
 def read_text(path: str | Path) -> str:

@@ -92,7 +92,7 @@ class ReadResult:
 SUMMARY_RANKS = (("species", "species"), ("genera", "genus"), ("families", "family"), ("orders", "order"))
 
 
-def summarise(records: Iterable[Record], skipped: Sequence[Skipped], skipped_count: int | None = None) -> dict:
+def summarise(records: Iterable[Record], skipped: Sequence[Skipped]) -> dict:
     """Counts of records (read once: a stream of millions is fine), names per rank, barcodes, images,
     splits; then the skipped rows (looked at after the records: a stream lists them as it goes)."""
     names: dict[str, set[str]] = {name: set() for name, _ in SUMMARY_RANKS}
@@ -112,7 +112,7 @@ def summarise(records: Iterable[Record], skipped: Sequence[Skipped], skipped_cou
         "with_barcode": counts["with_barcode"],
         "with_image": counts["with_image"],
         "splits": dict(sorted(splits.items())),
-        "skipped_count": len(skipped) if skipped_count is None else skipped_count,
+        "skipped_count": len(skipped),  # a stream keeps only its first skipped rows: it counts them all
         "skipped": [{"row": s.row, "reason": s.reason} for s in skipped],
     }
 

@@ -114,7 +114,7 @@ def build_library(
 
     def embed(shard: int) -> _Embedded:
         chunk, first = read_records(work, shard), shard * shard_records
-        parts = _embed_records(model, chunk, first, _no_progress, batch_size, with_texts=False, domain_stride=stride)
+        parts = _embed_records(model, chunk, first, _no_progress, batch_size, domain_stride=stride)
         progress("embedding records", min(first + len(chunk), plan["records"]), plan["records"])
         return parts
 
@@ -163,9 +163,13 @@ def add_to_library(
     fresh = _unique_records([r for r in records if r.id not in known])
     if not fresh:
         return library, duplicates
-    known_texts = set(_lineage_texts(library.metadata.loc[library.rows["text"]])) if "text" in library.rows else set()
-    parts = _embed_records(model, fresh, len(library.metadata), progress, batch_size, known_texts)
-    metadata = pd.concat([library.metadata, metadata_table(fresh)], ignore_index=True)
+    parts = _embed_records(model, fresh, len(library.metadata), progress, batch_size)
+    added = metadata_table(fresh)
+    if "text" in model.config.modalities:
+        lineages = library.metadata.loc[library.rows["text"]] if "text" in library.rows else library.metadata[:0]
+        texts = _embed_texts(model, added, len(library.metadata), progress, batch_size, set(_lineage_texts(lineages)))
+        parts.vectors["text"], parts.rows["text"] = texts
+    metadata = pd.concat([library.metadata, added], ignore_index=True)
     facts = {**library.facts, "sources": [*library.facts.get("sources", []), *sources]}
     barcodes = chain(chain.from_iterable(library.barcodes.chunks()), (record.barcode for record in fresh))
     return (
@@ -215,10 +219,10 @@ def _embed_records(
     first_row: int,
     progress: Progress,
     batch_size: int,
-    known_texts: set[str] = frozenset(),
-    with_texts: bool = True,
     domain_stride: int | None = None,
 ) -> _Embedded:
+    """The barcodes' and images' vectors of ``records`` (taxonomy texts are embedded by the caller,
+    once per lineage across the whole library)."""
     vectors: dict[str, list[np.ndarray]] = {}
     rows: dict[str, list[int]] = {}
     thumbnails: dict[int, bytes] = {}
@@ -238,7 +242,7 @@ def _embed_records(
             progress("barcodes", min(start + batch_size, len(with_dna)), len(with_dna))
     if "image" in modalities:
         with_image = [i for i, r in enumerate(records) if r.has_image]
-        stride = domain_stride or _domain_stride(sum(r.has_image for r in records))
+        stride = domain_stride or _domain_stride(len(with_image))
         for start in range(0, len(with_image), batch_size):
             images, chunk = [], []
             for i in with_image[start : start + batch_size]:
@@ -255,11 +259,6 @@ def _embed_records(
                 rows.setdefault("image", []).extend(first_row + i for i in chunk)
                 domain_features.append(backbones[::stride])
             progress("images", min(start + batch_size, len(with_image)), len(with_image))
-    if "text" in modalities and with_texts:
-        text_vectors, text_rows = _embed_texts(
-            model, metadata_table(records), first_row, progress, batch_size, known_texts
-        )
-        vectors["text"], rows["text"] = [text_vectors], text_rows
     return _Embedded(
         {m: np.concatenate(v) for m, v in vectors.items()},
         {m: np.asarray(r, dtype=np.int64) for m, r in rows.items()},

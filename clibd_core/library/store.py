@@ -196,8 +196,8 @@ class Library:
         similarities = np.full(shortlist.shape, -np.inf, dtype=np.float32)
         for i, (query, found) in enumerate(zip(queries, shortlist, strict=True)):
             usable = found >= 0
-            similarities[i, usable] = stored.take(np.sort(found[usable])) @ query
-            shortlist[i, usable] = np.sort(found[usable])
+            shortlist[i, usable] = np.sort(found[usable])  # rows read in file order
+            similarities[i, usable] = stored.take(shortlist[i, usable]) @ query
         order = np.argsort(-similarities, axis=1)[:, :k]
         positions = np.take_along_axis(shortlist, order, axis=1)
         similarities = np.take_along_axis(similarities, order, axis=1)
