@@ -77,3 +77,63 @@ def app_url(home) -> str:
     app.queue().launch(prevent_thread_lock=True, server_port=port, quiet=True)
     yield f"http://127.0.0.1:{port}/"
     app.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server of the test run's own (Debian's postgresql: `make test` installs it as root),
+    on a private socket; skips with the reason where it cannot run."""
+    import glob
+    import shutil
+    import subprocess
+    import tempfile
+
+    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not binaries:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; make test does it as root)")
+    bindir = Path(binaries[-1]).parent
+    root = Path(tempfile.mkdtemp(prefix="clibd-pg-"))
+    prefix = []
+    if os.getuid() == 0:  # initdb refuses root: run the server as Debian's postgres user
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root without runuser: cannot start PostgreSQL as another user")
+        shutil.chown(root, "postgres")
+        root.chmod(0o755)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = root / "data"
+    try:
+        subprocess.run([*prefix, bindir / "initdb", "-D", data, "-A", "trust", "-U", "postgres"], check=True,
+                       capture_output=True, timeout=120)  # fmt: skip
+        options = f"-k {root} -p {port} -c listen_addresses='' -c fsync=off"
+        subprocess.run([*prefix, bindir / "pg_ctl", "-D", data, "-o", options, "-w", "-l", root / "log", "start"],
+                       check=True, capture_output=True, timeout=120)  # fmt: skip
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as error:
+        pytest.skip(f"could not start PostgreSQL: {error}")
+    yield {"host": str(root), "port": port}
+    subprocess.run([*prefix, bindir / "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path, monkeypatch) -> str:
+    """A fresh, empty project database (an SQLite file, or a new database on the test PostgreSQL server),
+    with CLIBD_DATABASE and CLIBD_HOME set so that the CLI and the app use it too."""
+    import uuid
+
+    monkeypatch.setenv("CLIBD_HOME", str(tmp_path / "workspace"))
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'projects.db'}"
+    else:
+        import psycopg
+
+        server = request.getfixturevalue("postgres_server")
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(host=server["host"], port=server["port"], user="postgres", dbname="postgres",
+                             autocommit=True) as connection:  # fmt: skip
+            connection.execute(f"CREATE DATABASE {name}")
+        url = f"postgresql+psycopg://postgres@/{name}?host={server['host']}&port={server['port']}"
+    monkeypatch.setenv("CLIBD_DATABASE", url)
+    return url

@@ -1,0 +1,237 @@
+"""``clibd project …``: field projects from the command line, on the same functions as the app's
+Projects and Review tabs (clibd_core/projects/)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+ACTIONS = ("agree", "not_identifiable", "withdraw")
+CHOOSE = "say what you decide: --agree, --taxon NAME [--rank RANK], --not-identifiable or --withdraw"
+
+
+def _fail(error: Exception) -> int:
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+
+
+def _create(args: argparse.Namespace) -> int:
+    from clibd_core.projects.db import ProjectError, session_scope
+    from clibd_core.projects.registry import create_project
+
+    watch = [t.strip() for t in (args.watch or "").split(",") if t.strip()]
+    try:
+        with session_scope() as session:
+            create_project(session, args.project, title=args.title or "", watch=watch)
+    except ProjectError as error:
+        return _fail(error)
+    print(f"created project {args.project}")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from clibd_core.projects.db import ProjectError
+    from clibd_core.projects.intake import ImportRefused, import_files
+    from clibd_core.projects.sheets import SheetError
+
+    try:
+        plan = import_files(args.project, args.sheet, args.files, skip_unmatched=args.skip_unmatched,
+                            check_only=args.check)  # fmt: skip
+    except ImportRefused as refused:
+        if args.json:
+            print(json.dumps({**refused.plan.summary(), "written": False}, indent=2))
+        print(str(refused), file=sys.stderr)
+        return 1
+    except (ProjectError, SheetError, OSError) as error:
+        return _fail(error)
+    if args.json:
+        print(json.dumps({**plan.summary(), "written": not args.check}, indent=2))
+    else:
+        print(plan.report())
+        print("checked: nothing written (--check)" if args.check else "imported")
+    return 0
+
+
+def _identify(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from clibd_core.library.store import LibraryError
+    from clibd_core.projects.db import ProjectError
+    from clibd_core.projects.identify import identify_project
+
+    bar = tqdm(desc="identifying specimens", unit="specimen", file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        summary = identify_project(args.project, args.library, args.model, progress=progress, batch=args.batch)
+    except (ProjectError, LibraryError, OSError) as error:
+        return _fail(error)
+    finally:
+        bar.close()
+    print(json.dumps(summary, indent=2) if args.json else _identify_report(summary))
+    return 0
+
+
+def _identify_report(summary: dict) -> str:
+    lines = [
+        f"{summary['project']}: identified {summary['identified']} of {summary['to_identify']} specimens not yet "
+        f"identified by {summary['library']} ({summary['state']})"
+    ]
+    return "\n".join([*lines, *(f"  left out  {item}" for item in summary["left_out"])])
+
+
+def _status(args: argparse.Namespace) -> int:
+    from clibd_core.projects.db import ProjectError, session_scope
+    from clibd_core.projects.registry import get_project
+    from clibd_core.projects.review import project_status
+
+    try:
+        with session_scope() as session:
+            status = project_status(session, get_project(session, args.project))
+    except ProjectError as error:
+        return _fail(error)
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    for key, value in status.items():
+        if key != "agreement":
+            print(f"{key:<18} {value}")
+    for rank, counts in status["agreement"].items():
+        rate = "–" if counts["rate"] is None else f"{100 * counts['rate']:.1f} %"
+        print(f"agreement {rank:<8} {rate} of {counts['compared']} verified")
+    return 0
+
+
+def _review(args: argparse.Namespace) -> int:
+    from clibd_core.library.store import Library, LibraryError
+    from clibd_core.projects.db import ProjectError
+    from clibd_core.projects.review import TaxonIndex, local_reviewer, review_specimen
+    from clibd_core.workspace import Workspace
+
+    action = "correct" if args.taxon else next((a for a in ACTIONS if getattr(args, a)), None)
+    if action is None:
+        return _fail(ValueError(CHOOSE))
+    try:
+        taxa = None
+        if action == "correct":
+            library = Library.open(args.library or Workspace().active()[0], with_indexes=False)
+            taxa = TaxonIndex(library)
+        view = review_specimen(args.project, args.specimen, args.by or local_reviewer(), action, args.taxon,
+                               args.rank, args.remarks or "", taxa=taxa)  # fmt: skip
+    except (ProjectError, LibraryError) as error:
+        return _fail(error)
+    determination = view["determination"] or {}
+    named = f"{determination.get('rank', '')} {determination.get('taxon', '')}".strip() or "no name"
+    print(f"{view['sample_id']}: {view['status']} ({named})")
+    return 0
+
+
+def _queue(args: argparse.Namespace) -> int:
+    from clibd_core.projects.db import ProjectError, session_scope
+    from clibd_core.projects.registry import get_project
+    from clibd_core.projects.review import review_queue
+
+    try:
+        with session_scope() as session:
+            items = review_queue(session, get_project(session, args.project), args.limit)
+    except ProjectError as error:
+        return _fail(error)
+    for item in items:
+        print(f"{item['sample_id']}\t{item['determination']}\t{'; '.join(item['reasons'])}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from clibd_core.projects.db import ProjectError, session_scope
+    from clibd_core.projects.registry import get_project
+    from clibd_core.projects.review import get_specimen, specimen_view
+
+    try:
+        with session_scope() as session:
+            view = specimen_view(get_specimen(session, get_project(session, args.project), args.specimen))
+    except ProjectError as error:
+        return _fail(error)
+    print(json.dumps(view, indent=2, default=str))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from clibd_core.projects.db import ProjectError, session_scope
+    from clibd_core.projects.registry import list_projects
+
+    try:
+        with session_scope() as session:
+            projects = list_projects(session)
+    except ProjectError as error:
+        return _fail(error)
+    if args.json:
+        print(json.dumps(projects, indent=2))
+    for project in [] if args.json else projects:
+        print(f"{project['name']}\t{project['specimens']} specimens\t{project['title']}")
+    return 0
+
+
+def add_commands(commands) -> None:
+    """The ``project`` command group (database: ``CLIBD_DATABASE``, else the workspace's SQLite file)."""
+    group = commands.add_parser("project", help="field projects: specimens, identifications, review (a database)")
+    sub = group.add_subparsers(dest="project_command", required=True)
+
+    create = sub.add_parser("create", help="a new project in the workspace's database (or CLIBD_DATABASE)")
+    create.add_argument("project")
+    create.add_argument("--title")
+    create.add_argument("--watch", help="taxa every identification of which a person must see (comma-separated)")
+    create.set_defaults(run=_create)
+
+    importer = sub.add_parser("import", help="a sample sheet (CSV/XLSX) and FASTA / BOLD TSV / photos / zips / folders")
+    importer.add_argument("project")
+    importer.add_argument("sheet", help="the sample sheet (or, for known specimens, a first barcode or photo file)")
+    importer.add_argument("files", nargs="*", help="barcodes, photos, zips, folders, plate maps")
+    importer.add_argument("--skip-unmatched", action="store_true", help="import the rest when files match no specimen")
+    importer.add_argument("--check", action="store_true", help="report only: write nothing")
+    importer.add_argument("--json", action="store_true")
+    importer.set_defaults(run=_import)
+
+    identifier = sub.add_parser("identify", help="every specimen not yet identified by the active library and model")
+    identifier.add_argument("project")
+    identifier.add_argument("--library", help="library directory (default: the active one)")
+    identifier.add_argument("--model", help="model directory (default: the active one)")
+    identifier.add_argument("--batch", type=int, default=256, help="specimens stored per transaction")
+    identifier.add_argument("--json", action="store_true")
+    identifier.set_defaults(run=_identify)
+
+    status = sub.add_parser("status", help="specimens, identified, verified, needing review, agreement per rank")
+    status.add_argument("project")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(run=_status)
+
+    reviewer = sub.add_parser("review", help="a person's identification of one specimen")
+    reviewer.add_argument("project")
+    reviewer.add_argument("specimen", help="the sample id")
+    decision = reviewer.add_mutually_exclusive_group()
+    decision.add_argument("--agree", action="store_true", help="agree with the current determination")
+    decision.add_argument("--taxon", help="correct it: a name of the library's taxonomy, at any rank")
+    decision.add_argument("--not-identifiable", dest="not_identifiable", action="store_true")
+    decision.add_argument("--withdraw", action="store_true", help="withdraw your own standing identification")
+    reviewer.add_argument("--rank", choices=("order", "family", "genus", "species"))
+    reviewer.add_argument("--remarks")
+    reviewer.add_argument("--by", help="the reviewer (default: CLIBD_REVIEWER, the workspace's name, your login)")
+    reviewer.add_argument("--library", help="whose taxonomy a correction is checked against (default: active)")
+    reviewer.set_defaults(run=_review)
+
+    queue = sub.add_parser("queue", help="what most needs a person, first first")
+    queue.add_argument("project")
+    queue.add_argument("--limit", type=int, default=20)
+    queue.set_defaults(run=_queue)
+
+    show = sub.add_parser("show", help="one specimen: field data, evidence, every identification (JSON)")
+    show.add_argument("project")
+    show.add_argument("specimen")
+    show.set_defaults(run=_show)
+
+    lister = sub.add_parser("list", help="the projects in the database")
+    lister.add_argument("--json", action="store_true")
+    lister.set_defaults(run=_list)
