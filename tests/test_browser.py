@@ -86,3 +86,43 @@ def test_identify_a_dropped_photo_and_a_pasted_barcode_then_explore(browser, app
         page.wait_for_timeout(1500)
         page.screenshot(path=str(screenshots / f"{tab.lower()}.png"), full_page=True)
     page.close()
+
+
+def test_review_tab_agree_with_one_specimen_and_correct_another(browser, app_url, home, tmp_path, screenshots):
+    """A plate of real barcodes imported and identified (library functions), then reviewed in the page."""
+    if not (DEFAULT_LIBRARY / "CURRENT").exists():
+        pytest.skip("the default library is not built (make test builds it)")
+    from clibd_core.projects.db import session_scope
+    from clibd_core.projects.identify import identify_project
+    from clibd_core.projects.intake import import_files
+    from clibd_core.projects.registry import create_project, get_project
+    from clibd_core.projects.review import project_status
+    from clibd_core.reference import DEFAULT_MODEL
+    from tests.plates import write_plates
+
+    (home / "active.json").unlink(missing_ok=True)  # the real BOLD library: its taxonomy to correct from
+    plates = write_plates(tmp_path / "plates", plates=1, seed=11)
+    with session_scope() as session:
+        create_project(session, "browser season")
+    import_files("browser season", plates["sheet"], [plates["fasta"]])
+    identify_project("browser season", DEFAULT_LIBRARY, DEFAULT_MODEL)
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.goto(app_url)
+    page.get_by_role("tab", name="Review").click()
+    page.get_by_label("project").last.click()
+    page.get_by_role("option", name="browser season").click()
+    page.get_by_text("verified 0 of 95").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Agree (a)").click()
+    page.get_by_text("verified 1 of 95").wait_for(timeout=60_000)
+    taxon = page.locator("#review-taxon input")
+    taxon.click()
+    taxon.press_sequentially("Diptera", delay=30)  # typed: the list filters to what matches
+    page.get_by_role("option", name="Diptera", exact=True).click()
+    page.get_by_role("button", name="Correct", exact=True).click()
+    page.get_by_text("verified 2 of 95").wait_for(timeout=60_000)
+    page.screenshot(path=str(screenshots / "review.png"), full_page=True)
+    page.close()
+    with session_scope() as session:
+        status = project_status(session, get_project(session, "browser season"))
+    assert status["verified"] == 2 and status["agreement"]["order"]["compared"] == 2

@@ -442,6 +442,19 @@ def _event_values(values: dict) -> dict:
     }
 
 
+def find_sheet(paths: list[str | Path]) -> tuple[Path | None, list[Path]]:
+    """Among uploaded files, the sample sheet (the first CSV/XLSX naming a sample id column) and the rest."""
+    paths = [Path(p) for p in paths]
+    for path in paths:
+        if path.suffix.lower() in SHEET_SUFFIXES:
+            try:
+                sheets.read_sheet(path)
+            except (sheets.SheetError, ValueError):
+                continue
+            return path, [p for p in paths if p != path]
+    return None, paths
+
+
 def import_files(
     project_name: str,
     sheet: str | Path | None,

@@ -1,4 +1,4 @@
-"""The whole page (five tabs over a shared session), logins, the queue, warm-up and launch.
+"""The whole page (seven tabs over a shared session), logins, the queue, warm-up and launch.
 
 Only light modules are imported here, so the page serves within seconds of starting; torch, FAISS and
 the models are imported by the first request or by the warm-up thread started after launch.
@@ -13,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from clibd_core.access import LOOPBACK, authenticator
-from clibd_core.ui import batch_tab, explore_tab, identify_tab, libraries_tab, train_tab
+from clibd_core.ui import batch_tab, explore_tab, identify_tab, libraries_tab, projects_tab, review_tab, train_tab
 from clibd_core.ui.libraries_tab import library_tables
 from clibd_core.ui.session import open_pair, pair_banner, workspace
 from clibd_core.ui.train_tab import training_progress
@@ -38,8 +38,17 @@ def build_app() -> gr.Blocks:
             training = train_tab.build(app, pair, banner)
         with gr.Tab("Libraries") as libraries:
             library_parts = libraries_tab.build(pair, banner)
+        with gr.Tab("Projects") as projects:
+            project = projects_tab.build(pair)
+        with gr.Tab("Review") as review:
+            review_project = review_tab.build(pair)
+        review.select(
+            lambda chosen: gr.update(choices=projects_tab.project_names(), value=chosen), project, review_project,
+            api_name=False,
+        )
+        projects.select(lambda: gr.update(choices=projects_tab.project_names()), None, project, api_name=False)
 
-        for tab in (identify, batch, explore, train, libraries):
+        for tab in (identify, batch, explore, train, libraries, projects, review):
             tab.select(lambda active=tab is train: gr.Timer(active=active), None, training.timer, api_name=False)
 
         def on_load():
@@ -102,6 +111,7 @@ def main() -> None:
         server_port=int(os.environ.get("CLIBD_PORT", "7860")),
         max_file_size=MAX_UPLOAD,
         theme=gr.themes.Soft(),
+        head=review_tab.KEYBOARD,
         auth=auth,
         auth_message="CLIBD: log in with the name and password your lab's operator gave you",
     )
