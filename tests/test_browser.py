@@ -126,3 +126,21 @@ def test_review_tab_agree_with_one_specimen_and_correct_another(browser, app_url
     with session_scope() as session:
         status = project_status(session, get_project(session, "browser season"))
     assert status["verified"] == 2 and status["agreement"]["order"]["compared"] == 2
+
+
+def test_a_first_photo_on_the_barcode_library_finds_a_way_forward(browser, app_url, home, photo_dir, tmp_path,
+                                                                   monkeypatch):  # fmt: skip
+    if not (DEFAULT_LIBRARY / "CURRENT").exists():
+        pytest.skip("the default library is not built (make test builds it)")
+    monkeypatch.setenv("CLIBD_HOME", str(tmp_path / "new_user"))  # nothing imported: the real BOLD library
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(app_url)
+    page.get_by_role("button", name="Identify", exact=True).wait_for(timeout=60_000)
+    photo = sorted(photo_dir.glob("*.jpg"))[0]
+    page.locator("input[type=file]").first.set_input_files(str(photo))
+    page.get_by_text(photo.name).first.wait_for(timeout=90_000)
+    page.get_by_role("button", name="Identify", exact=True).click()
+    page.get_by_text("This photo cannot be named by the active library").wait_for(timeout=60_000)
+    page.get_by_role("button", name="See it on the demo library (synthetic insects)").click()
+    page.get_by_text("synthetic demo world, not real insects").wait_for(timeout=60_000)
+    page.close()

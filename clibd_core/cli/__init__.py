@@ -263,11 +263,13 @@ def _add_to_library(args: argparse.Namespace) -> int:
 
 
 def _identify(args: argparse.Namespace) -> int:
+    from clibd_core.answering import identify_with_photo_fallback
     from clibd_core.data.uploads import IMAGE_SUFFIXES
     from clibd_core.library.results import write_bundle
-    from clibd_core.library.search import identify, queries_from
+    from clibd_core.library.search import photo_way_forward, queries_from
     from clibd_core.library.store import Library, LibraryError
     from clibd_core.textio import read_text
+    from clibd_core.workspace import Workspace
 
     try:
         library = Library.open(args.library or _active_library())
@@ -277,21 +279,27 @@ def _identify(args: argparse.Namespace) -> int:
         queries = queries_from(fasta, images)
         if not queries:
             raise ValueError("nothing to identify: give --fasta and/or --images")
-        results = identify(
+        answered = identify_with_photo_fallback(
             library,
             model,
             queries,
+            Workspace(),
             k=args.k,
             image_keys=args.image_keys,
             taxon=args.taxon,
             country=args.country,
             progress=_progress_bars(),
         )
+        results = answered.results
         written = write_bundle(results, args.out, library, model)
     except (LibraryError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     failed = sum(bool(r.error) for r in results)
+    for note in answered.notes:
+        print(note, file=sys.stderr)
+    if answered.photos_refused:
+        print(f"photos not named: {photo_way_forward(library.name)}", file=sys.stderr)
     print(f"identified {len(results) - failed} of {len(results)} queries -> {', '.join(map(str, written))}")
     return 0
 

@@ -563,7 +563,7 @@ def _identify_images(
             continue
         results[i] = Identification(query.id, "image")
         if "image" not in model.config.modalities:
-            results[i].error = "this model has no image tower: choose a model trained with images"
+            results[i].error = photo_way_forward(library.name)
             continue
         try:
             good.append((i, open_image(query.image, name=query.id)))
@@ -582,6 +582,16 @@ def _identify_images(
             results[i].embedding, results[i].key_modality = vector.tolist(), keys
         progress("images", min(start + batch_size, len(good)), len(good))
     return results
+
+
+def photo_way_forward(library_name: str) -> str:
+    """What a lab can do when a photo meets a library whose model cannot read photos (words, not code)."""
+    return (
+        f"the library “{library_name}” holds DNA barcodes only, and its model was never taught what insects look "
+        "like, so it cannot name a photo. Ways forward: open the demo library (synthetic insects, to see how photos "
+        "are matched), train a model on your own labelled photos (Train tab, or clibd train --data PHOTOS "
+        "--modalities image,text --out RUN), or get the official CLIBD model (Libraries tab; needs internet once)"
+    )
 
 
 def _fill(target: Identification, found: Identification) -> None:

@@ -24,16 +24,6 @@ BATCH = 256
 NEIGHBOURS_KEPT = 5  # the nearest references stored with a machine identification, for review
 
 
-def photo_way_forward(library_name: str) -> str:
-    """What a lab can do when its photos meet a library that cannot take photos (words, not code)."""
-    return (
-        f"the library {library_name} holds DNA barcodes only, and its model was never taught what insects "
-        "look like, so it cannot name a photo. To name photos: open the demo library (synthetic, to see how it "
-        "works), train a model on your own labelled photos (Train tab, or clibd train --data PHOTOS "
-        "--modalities image,text --out RUN), or get the official CLIBD model (Libraries tab; needs internet once)"
-    )
-
-
 def _pending(session, project_id: int, library, fingerprint: str, after: int, limit: int):
     done = exists().where(
         IdentificationRecord.specimen_id == Specimen.id,
@@ -107,7 +97,7 @@ def identify_project(
     url: str | None = None,
 ) -> dict:
     """Identify what the pair has not identified yet; returns counts, and why any specimen was left out."""
-    from clibd_core.library.search import identify
+    from clibd_core.library.search import identify, photo_way_forward
     from clibd_core.workspace import Workspace, load_cached_library, load_cached_model
 
     active_library, active_model = Workspace().active()

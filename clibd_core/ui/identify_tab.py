@@ -8,9 +8,10 @@ import gradio as gr
 
 from clibd_core.data.uploads import IMAGE_SUFFIXES, collect_inputs
 from clibd_core.dna import inspect_barcode
+from clibd_core.reference import DEMO_LIBRARY, DEMO_MODEL
 from clibd_core.textio import read_text
 from clibd_core.ui.answers import LINEAGE_HEADERS, NEIGHBOUR_HEADERS, detail_outputs
-from clibd_core.ui.session import USER_ERRORS, open_pair
+from clibd_core.ui.session import USER_ERRORS, open_pair, pair_banner, workspace
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "examples" / "bold_barcodes.fasta"
 
@@ -20,9 +21,17 @@ def barcode_examples() -> list[str]:
     return [">" + record.strip() for record in EXAMPLES.read_text().split(">") if record.strip()]
 
 
+WAY_FORWARD = (
+    "### This photo cannot be named by the active library\n"
+    "The active library holds DNA barcodes only: its model was never shown insect photos. Choose a way forward:"
+)
+
+
 def run_identify(images, barcode_text, fasta_file, k, taxon, country, image_keys, pair):
-    """One or more specimens → answers; details of the first, a table of all."""
-    from clibd_core.library.search import identify, queries_from, results_table
+    """One or more specimens → answers; details of the first, a table of all. Photos that the active
+    library cannot take go to a photo library of the workspace, or get the way forward."""
+    from clibd_core.answering import identify_with_photo_fallback
+    from clibd_core.library.search import queries_from, results_table
 
     library, model = open_pair(pair)
     text = barcode_text or ""
@@ -34,9 +43,11 @@ def run_identify(images, barcode_text, fasta_file, k, taxon, country, image_keys
     if not queries:
         raise gr.Error("Give an image, a barcode (raw or FASTA), or both.")
     try:
-        results = identify(
-            library, model, queries, k=int(k), image_keys=image_keys, taxon=taxon or None, country=country or None
-        )
+        answered = identify_with_photo_fallback(
+            library, model, queries, workspace(), k=int(k), image_keys=image_keys, taxon=taxon or None,
+            country=country or None,
+        )  # fmt: skip
+        results = answered.results
     except USER_ERRORS as error:
         raise gr.Error(str(error)) from error
     reports = [inspect_barcode(q.id, q.barcode) for q in queries if q.barcode]
@@ -45,8 +56,9 @@ def run_identify(images, barcode_text, fasta_file, k, taxon, country, image_keys
     state = {"results": [r.to_dict() for r in results], "objects": results, "barcodes": barcodes}
     skipped = "\n".join(f"- left out {item}" for item in inputs.skipped)
     headline, lineage, neighbours, gallery, stripe = detail_outputs(results[0], library, barcodes)
+    notes = "\n".join(f"- {note}" for note in answered.notes)
     return (
-        headline + (f"\n\n{skipped}" if skipped else ""),
+        headline + (f"\n\n{notes}" if notes else "") + (f"\n\n{skipped}" if skipped else ""),
         lineage,
         neighbours,
         gallery,
@@ -54,6 +66,7 @@ def run_identify(images, barcode_text, fasta_file, k, taxon, country, image_keys
         table,
         gr.update(choices=[r.query_id for r in results], value=results[0].query_id),
         state,
+        gr.update(visible=answered.photos_refused),
     )
 
 
@@ -63,8 +76,15 @@ def show_query(query_id, state, pair):
     return detail_outputs(results.get(query_id), library, (state or {}).get("barcodes", {}))
 
 
-def build(pair: gr.State, identify_state: gr.State) -> None:
-    """The tab's layout and events (inside an open ``gr.Tab``)."""
+def open_demo():
+    """The way forward's first button: the synthetic demo for this session (labelled so on every page)."""
+    pair = [str(DEMO_LIBRARY), str(DEMO_MODEL)]
+    return pair, pair_banner(pair), gr.update(visible=False)
+
+
+def build(pair: gr.State, identify_state: gr.State, banner: gr.Markdown) -> dict[str, gr.Button]:
+    """The tab's layout and events (inside an open ``gr.Tab``); returns the way-forward buttons that lead to
+    other tabs (the page wires them)."""
     with gr.Row():
         with gr.Column():
             images = gr.File(
@@ -91,6 +111,11 @@ def build(pair: gr.State, identify_state: gr.State) -> None:
                 )
             go_button = gr.Button("Identify", variant="primary")
         with gr.Column():
+            with gr.Group(visible=False) as way_forward:
+                gr.Markdown(WAY_FORWARD)
+                demo_button = gr.Button("See it on the demo library (synthetic insects)")
+                train_button = gr.Button("Train on my own labelled photos (Train tab)")
+                official_button = gr.Button("Get the official CLIBD model (Libraries tab, needs internet once)")
             headline = gr.Markdown()
             chooser = gr.Dropdown(label="query", choices=[], interactive=True)
             lineage = gr.Dataframe(headers=LINEAGE_HEADERS, label="lineage and confidence per rank")
@@ -101,12 +126,14 @@ def build(pair: gr.State, identify_state: gr.State) -> None:
     go_button.click(
         run_identify,
         [images, barcodes, fasta, k, taxon, country, image_keys, pair],
-        [headline, lineage, neighbours, gallery, stripe, all_results, chooser, identify_state],
+        [headline, lineage, neighbours, gallery, stripe, all_results, chooser, identify_state, way_forward],
         api_name="identify",
     )
+    demo_button.click(open_demo, None, [pair, banner, way_forward], api_name=False)
     chooser.input(
         show_query,
         [chooser, identify_state, pair],
         [headline, lineage, neighbours, gallery, stripe],
         api_name=False,
     )
+    return {"train": train_button, "official": official_button}

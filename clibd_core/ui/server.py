@@ -28,20 +28,23 @@ def build_app() -> gr.Blocks:
         identify_state = gr.State({})
         gr.Markdown(f"# {TITLE}\nName an insect from a photo, a COI barcode, or both (CLIBD, ICLR 2025).")
         banner = gr.Markdown()
-        with gr.Tab("Identify") as identify:
-            identify_tab.build(pair, identify_state)
-        with gr.Tab("Batch") as batch:
-            batch_tab.build(pair)
-        with gr.Tab("Explore") as explore:
-            explore_tab.build(pair, identify_state)
-        with gr.Tab("Train") as train:
-            training = train_tab.build(app, pair, banner)
-        with gr.Tab("Libraries") as libraries:
-            library_parts = libraries_tab.build(pair, banner)
-        with gr.Tab("Projects") as projects:
-            project = projects_tab.build(pair)
-        with gr.Tab("Review") as review:
-            review_project = review_tab.build(pair)
+        with gr.Tabs() as tabs:
+            with gr.Tab("Identify", id="identify") as identify:
+                way_forward = identify_tab.build(pair, identify_state, banner)
+            with gr.Tab("Batch", id="batch") as batch:
+                batch_tab.build(pair)
+            with gr.Tab("Explore", id="explore") as explore:
+                explore_tab.build(pair, identify_state)
+            with gr.Tab("Train", id="train") as train:
+                training = train_tab.build(app, pair, banner)
+            with gr.Tab("Libraries", id="libraries") as libraries:
+                library_parts = libraries_tab.build(pair, banner)
+            with gr.Tab("Projects", id="projects") as projects:
+                project = projects_tab.build(pair)
+            with gr.Tab("Review", id="review") as review:
+                review_project = review_tab.build(pair)
+        way_forward["train"].click(lambda: gr.Tabs(selected="train"), None, tabs, api_name=False)
+        way_forward["official"].click(lambda: gr.Tabs(selected="libraries"), None, tabs, api_name=False)
         review.select(
             lambda chosen: gr.update(choices=projects_tab.project_names(), value=chosen), project, review_project,
             api_name=False,
