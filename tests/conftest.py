@@ -81,40 +81,15 @@ def app_url(home) -> str:
 
 @pytest.fixture(scope="session")
 def postgres_server():
-    """A PostgreSQL server of the test run's own (Debian's postgresql: `make test` installs it as root),
-    on a private socket; skips with the reason where it cannot run."""
-    import glob
-    import shutil
-    import subprocess
-    import tempfile
+    """A PostgreSQL server of the test run's own (tests/postgres.py); skips with the reason where it cannot run."""
+    from tests.postgres import PostgresUnavailable, start_server, stop_server
 
-    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not binaries:
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; make test does it as root)")
-    bindir = Path(binaries[-1]).parent
-    root = Path(tempfile.mkdtemp(prefix="clibd-pg-"))
-    prefix = []
-    if os.getuid() == 0:  # initdb refuses root: run the server as Debian's postgres user
-        if shutil.which("runuser") is None:
-            pytest.skip("running as root without runuser: cannot start PostgreSQL as another user")
-        shutil.chown(root, "postgres")
-        root.chmod(0o755)
-        prefix = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    data = root / "data"
     try:
-        subprocess.run([*prefix, bindir / "initdb", "-D", data, "-A", "trust", "-U", "postgres"], check=True,
-                       capture_output=True, timeout=120)  # fmt: skip
-        options = f"-k {root} -p {port} -c listen_addresses='' -c fsync=off"
-        subprocess.run([*prefix, bindir / "pg_ctl", "-D", data, "-o", options, "-w", "-l", root / "log", "start"],
-                       check=True, capture_output=True, timeout=120)  # fmt: skip
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as error:
-        pytest.skip(f"could not start PostgreSQL: {error}")
-    yield {"host": str(root), "port": port}
-    subprocess.run([*prefix, bindir / "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
-    shutil.rmtree(root, ignore_errors=True)
+        server = start_server()
+    except PostgresUnavailable as why:
+        pytest.skip(str(why))
+    yield server
+    stop_server(server)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -127,13 +102,8 @@ def database(request, tmp_path, monkeypatch) -> str:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'projects.db'}"
     else:
-        import psycopg
+        from tests.postgres import new_database
 
-        server = request.getfixturevalue("postgres_server")
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(host=server["host"], port=server["port"], user="postgres", dbname="postgres",
-                             autocommit=True) as connection:  # fmt: skip
-            connection.execute(f"CREATE DATABASE {name}")
-        url = f"postgresql+psycopg://postgres@/{name}?host={server['host']}&port={server['port']}"
+        url = new_database(request.getfixturevalue("postgres_server"), f"t_{uuid.uuid4().hex[:12]}")
     monkeypatch.setenv("CLIBD_DATABASE", url)
     return url

@@ -229,3 +229,55 @@ def test_a_database_of_the_first_schema_is_migrated_to_todays(database):
         create_project(session, "new", watch=["Vespa velutina"])
     with session_scope(database) as session:
         assert [t.name for t in get_project(session, "new").watch_taxa] == ["Vespa velutina"]
+
+
+@needs_default
+def test_a_reviewed_project_is_published_as_a_darwin_core_archive_an_independent_reader_opens(database, tmp_path):
+    from xml.etree import ElementTree
+
+    from dwca.read import DwCAReader
+
+    plates = write_plates(tmp_path / "season", plates=1, seed=7)
+    assert clibd("create", "season").returncode == 0
+    assert clibd("import", "season", plates["sheet"], plates["fasta"]).returncode == 0
+    identify_project("season", url=database)
+    samples = sorted(plates["truth"])
+    review_specimen("season", samples[0], "ana", "agree", url=database)
+    review_specimen("season", samples[1], "ana", "correct", "Diptera", "order", url=database)
+    review_specimen("season", samples[2], "bob", "not_identifiable", url=database)
+    archive = tmp_path / "season.zip"
+    refused = clibd("export", "season", "--out", archive)
+    assert refused.returncode == 2 and "GBIF needs the dataset's licence, contact name, contact email" in refused.stderr
+    assert not archive.exists()
+    assert clibd("set", "season", "--title", "Season 2026", "--licence", "CC-BY", "--contact-name", "Ana Field",
+                 "--contact-email", "ana@example.org").returncode == 0  # fmt: skip
+    result = clibd("export", "season", "--out", archive, "--json")
+    assert result.returncode == 0, result.stderr
+    assert '"unverified (no person has reviewed it)": 92' in result.stdout and '"a control well": 1' in result.stdout
+
+    with DwCAReader(str(archive)) as dwca:
+        rows = list(dwca)
+        assert len(rows) == 2 and len({row.id for row in rows}) == 2
+        names = {row.data[DWC + "materialSampleID"]: row.data for row in rows}
+        corrected = names[samples[1]]
+        assert corrected[DWC + "scientificName"] == "Diptera" and corrected[DWC + "taxonRank"] == "order"
+        assert corrected[DWC + "family"] == "" and corrected[DWC + "genus"] == ""  # never deeper than stated
+        assert corrected[DWC + "identifiedBy"] == "ana" and corrected[DWC + "basisOfRecord"] == "PreservedSpecimen"
+        for row in rows:
+            dna = [e for e in row.extensions if e.rowtype == "http://rs.gbif.org/terms/1.0/DNADerivedData"]
+            history = [e for e in row.extensions if e.rowtype == DWC + "Identification"]
+            assert len(dna) == 1 and dna[0].data["https://w3id.org/mixs/0000044"] == "COI"
+            assert set(dna[0].data["http://rs.gbif.org/terms/dna_sequence"]) <= set("ACGTN")
+            assert {h.data[DWC + "identifiedBy"].split()[0] for h in history} == {"CLIBD", "ana"}
+        eml = ElementTree.fromstring(dwca.open_included_file("eml.xml").read())
+        assert eml.find("dataset/title").text == "Season 2026"
+    with zipfile.ZipFile(archive) as bundle:  # structure: UTF-8, every coreid resolves, column counts
+        core_ids = {line.split("\t")[0] for line in bundle.read("occurrence.txt").decode("utf-8").splitlines()[1:]}
+        for name in ("occurrence.txt", "dna.txt", "identification.txt", "measurementorfact.txt"):
+            lines = bundle.read(name).decode("utf-8").splitlines()
+            assert len({len(line.split("\t")) for line in lines}) == 1, name
+            if name != "occurrence.txt":
+                assert {line.split("\t")[0] for line in lines[1:]} <= core_ids, name
+
+
+DWC = "http://rs.tdwg.org/dwc/terms/"

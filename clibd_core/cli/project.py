@@ -175,6 +175,46 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _set(args: argparse.Namespace) -> int:
+    from clibd_core.projects.db import ProjectError, session_scope
+    from clibd_core.projects.registry import get_project, set_watch_list
+    from clibd_core.publish.dwca import licence_url
+
+    try:
+        with session_scope() as session:
+            project = get_project(session, args.project)
+            if args.licence:
+                licence_url(args.licence)  # refused here, not at the first export
+                project.licence = args.licence
+            for name in ("title", "description"):
+                if getattr(args, name) is not None:
+                    setattr(project, name, getattr(args, name))
+            given = {k: getattr(args, f"contact_{k}") for k in ("name", "email", "organisation")}
+            project.contact = {**(project.contact or {}), **{k: v for k, v in given.items() if v is not None}}
+            if args.watch is not None:
+                set_watch_list(project, [t.strip() for t in args.watch.split(",")])
+    except ProjectError as error:
+        return _fail(error)
+    print(f"updated project {args.project}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from clibd_core.projects.db import ProjectError
+    from clibd_core.publish.dwca import write_dwca
+
+    try:
+        report = write_dwca(args.project, args.out, verified_only=not args.all)
+    except (ProjectError, OSError) as error:
+        return _fail(error)
+    summary = report.summary()
+    print(json.dumps(summary, indent=2) if args.json else
+          f"wrote {summary['archive']}: {summary['occurrences']} occurrences, {summary['dna_sequences']} sequences, "
+          f"{summary['identifications']} identifications; left out {summary['left_out']}: "
+          + ", ".join(f"{n} {why}" for why, n in summary["left_out_by_reason"].items()))  # fmt: skip
+    return 0
+
+
 def add_commands(commands) -> None:
     """The ``project`` command group (database: ``CLIBD_DATABASE``, else the workspace's SQLite file)."""
     group = commands.add_parser("project", help="field projects: specimens, identifications, review (a database)")
@@ -231,6 +271,24 @@ def add_commands(commands) -> None:
     show.add_argument("project")
     show.add_argument("specimen")
     show.set_defaults(run=_show)
+
+    setter = sub.add_parser("set", help="a project's dataset fields (for publishing) and watch list")
+    setter.add_argument("project")
+    setter.add_argument("--title")
+    setter.add_argument("--description")
+    setter.add_argument("--licence", help="CC0, CC-BY or CC-BY-NC (the licences GBIF accepts)")
+    setter.add_argument("--contact-name")
+    setter.add_argument("--contact-email")
+    setter.add_argument("--contact-organisation")
+    setter.add_argument("--watch", help="the watch list: taxa, comma-separated (replaces it)")
+    setter.set_defaults(run=_set)
+
+    exporter = sub.add_parser("export", help="a GBIF-ready Darwin Core Archive (occurrences, DNA, identifications)")
+    exporter.add_argument("project")
+    exporter.add_argument("--out", required=True, help="the archive (.zip)")
+    exporter.add_argument("--all", action="store_true", help="every named specimen, not only those a person verified")
+    exporter.add_argument("--json", action="store_true")
+    exporter.set_defaults(run=_export)
 
     lister = sub.add_parser("list", help="the projects in the database")
     lister.add_argument("--json", action="store_true")

@@ -18,10 +18,17 @@ def create_project(
     if session.scalar(select(Project.id).where(Project.name == name)) is not None:
         raise ProjectError(f"a project named {name} exists: open it, or choose another name")
     project = Project(name=name, title=title or name, description=description, licence="", contact={})
-    project.watch_taxa = [WatchTaxon(name=taxon.strip()) for taxon in dict.fromkeys(watch) if taxon.strip()]
+    set_watch_list(project, list(watch))
     session.add(project)
     session.flush()
     return project
+
+
+def set_watch_list(project: Project, taxa: list[str]) -> None:
+    """Replace the watch list (specimens re-enter the queue's order at their next identification)."""
+    wanted = [taxon for taxon in dict.fromkeys(t.strip() for t in taxa) if taxon]
+    kept = {w.name: w for w in project.watch_taxa if w.name in wanted}  # a kept name is not deleted and re-added
+    project.watch_taxa = [kept.get(taxon) or WatchTaxon(name=taxon) for taxon in wanted]
 
 
 def get_project(session: Session, name: str) -> Project:
