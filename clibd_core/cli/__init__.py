@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from clibd_core.cli.project import add_commands as project_commands
+from clibd_core.cli.publish import add_commands as publish_commands
 from clibd_core.presets import preset_names
 
 FORMATS = ("bold_tsv", "fasta", "bioscan_1m", "bioscan_5m", "clibd_hdf5", "image_folder", "species_folders")  # READERS
@@ -557,6 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--out", required=True, help=".npz file with ids and embeddings")
     embed.set_defaults(run=_embed)
     project_commands(commands)
+    publish_commands(commands)
     return parser
 
 

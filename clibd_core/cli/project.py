@@ -201,9 +201,13 @@ def _set(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from clibd_core.projects.db import ProjectError
+    from clibd_core.publish.bold import write_bold_workbook
     from clibd_core.publish.dwca import write_dwca
 
     try:
+        if args.format == "bold":
+            print(json.dumps(write_bold_workbook(args.project, args.out)))
+            return 0
         report = write_dwca(args.project, args.out, verified_only=not args.all)
     except (ProjectError, OSError) as error:
         return _fail(error)
@@ -283,9 +287,11 @@ def add_commands(commands) -> None:
     setter.add_argument("--watch", help="the watch list: taxa, comma-separated (replaces it)")
     setter.set_defaults(run=_set)
 
-    exporter = sub.add_parser("export", help="a GBIF-ready Darwin Core Archive (occurrences, DNA, identifications)")
+    exporter = sub.add_parser("export", help="GBIF's Darwin Core Archive, or BOLD's specimen-data workbook")
     exporter.add_argument("project")
-    exporter.add_argument("--out", required=True, help="the archive (.zip)")
+    exporter.add_argument("--out", required=True, help="the archive (.zip) or workbook (.xlsx)")
+    exporter.add_argument("--format", choices=("dwca", "bold"), default="dwca",
+                          help="dwca: GBIF's Darwin Core Archive; bold: BOLD's submission workbook")  # fmt: skip
     exporter.add_argument("--all", action="store_true", help="every named specimen, not only those a person verified")
     exporter.add_argument("--json", action="store_true")
     exporter.set_defaults(run=_export)
