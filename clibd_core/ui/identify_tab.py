@@ -35,11 +35,14 @@ def run_identify(images, barcode_text, fasta_file, k, taxon, country, image_keys
 
     library, model = open_pair(pair)
     text = barcode_text or ""
-    if fasta_file:
-        text += "\n" + read_text(fasta_file)
-    inputs = collect_inputs([*(images or [])])
-    text = text.strip() + ("\n" + inputs.barcode_text if inputs.barcode_text else "")
-    queries = queries_from(text.strip(), inputs.images)
+    try:  # a binary file uploaded as FASTA, a damaged zip: said in words, like every other refusal
+        if fasta_file:
+            text += "\n" + read_text(fasta_file)
+        inputs = collect_inputs([*(images or [])])
+        text = text.strip() + ("\n" + inputs.barcode_text if inputs.barcode_text else "")
+        queries = queries_from(text.strip(), inputs.images)
+    except USER_ERRORS as error:
+        raise gr.Error(str(error)) from error
     if not queries:
         raise gr.Error("Give an image, a barcode (raw or FASTA), or both.")
     try:

@@ -104,17 +104,28 @@ def configure_queue(app: gr.Blocks) -> gr.Blocks:
     return app.queue(default_concurrency_limit=2)
 
 
-def main() -> None:
-    host = os.environ.get("CLIBD_HOST", "127.0.0.1")
-    auth = login_for(host)
-    app = configure_queue(build_app())
-    threading.Timer(1.0, warm_up).start()  # after the server is up
-    app.launch(
-        server_name=host,
-        server_port=int(os.environ.get("CLIBD_PORT", "7860")),
+def server_app(host: str):
+    """The JSON API (ui/api.py) with the page mounted on it: one server, one set of logins."""
+    from clibd_core.ui.api import api_app
+
+    blocks = configure_queue(build_app())
+    return gr.mount_gradio_app(
+        api_app(),
+        blocks,
+        path="",
+        auth=login_for(host),
+        auth_message="CLIBD: log in with the name and password your lab's operator gave you",
         max_file_size=MAX_UPLOAD,
         theme=gr.themes.Soft(),
         head=review_tab.KEYBOARD,
-        auth=auth,
-        auth_message="CLIBD: log in with the name and password your lab's operator gave you",
     )
+
+
+def main() -> None:
+    import uvicorn
+
+    host = os.environ.get("CLIBD_HOST", "127.0.0.1")
+    app = server_app(host)
+    threading.Timer(1.0, warm_up).start()  # after the server is up
+    print(f"CLIBD app on http://{host}:{os.environ.get('CLIBD_PORT', '7860')} (JSON API: /api/v1, docs: /docs)")
+    uvicorn.run(app, host=host, port=int(os.environ.get("CLIBD_PORT", "7860")), log_level="warning")
