@@ -54,3 +54,27 @@ def test_boldigger_table_from_the_local_library(tmp_path):
         assert found["selected_level"] == "species" and found["species"] == row["species_name"]
         assert found["pct_identity"] >= 97 and found["top_hit_process_id"] != ""
     assert table.iloc[3]["status"] == "no-match" and table.iloc[3]["species"] == ""
+
+
+def test_an_esv_table_with_a_negative_control_is_tabulated_by_taxon(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLIBD_HOME", str(tmp_path / "workspace"))
+    monkeypatch.setenv("CLIBD_DATABASE", f"sqlite:///{tmp_path / 'projects.db'}")
+    rows = bold_rows(4, seed=13)
+    lines = ["ID,Seq,site1,site2,NEG_extraction"]
+    lines += [f"ESV_{i},{r['nucleotides']},{10 * (i + 1)},{5 if i % 2 else 0},{1 if i == 0 else 0}"
+              for i, r in enumerate(rows)]  # fmt: skip
+    (tmp_path / "esv.csv").write_text("\n".join(lines) + "\n")
+    cli = [sys.executable, "-m", "clibd_core.cli", "project"]
+    assert subprocess.run([*cli, "create", "metabarcoding"], capture_output=True).returncode == 0
+    imported = subprocess.run([*cli, "import-bulk", "metabarcoding", str(tmp_path / "esv.csv")], capture_output=True,
+                              text=True)  # fmt: skip
+    assert imported.returncode == 0 and '"controls": ["NEG_extraction"]' in imported.stdout, imported.stderr
+    exported = subprocess.run([*cli, "export", "metabarcoding", "--format", "bulk", "--out", str(tmp_path / "t.csv")],
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    assert '"negative_control_reads": {"NEG_extraction (negative control)": 1}' in exported.stdout
+    table = pd.read_csv(tmp_path / "t.csv").set_index("taxon")
+    for i, row in enumerate(rows):
+        taxon = row["species_name"] if row["species_name"] in table.index else row["genus_name"]
+        assert table.loc[taxon, "site1"] >= 10 * (i + 1)
+    assert table["site2"].sum() == 10 and table["site1"].sum() == 100

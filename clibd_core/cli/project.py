@@ -199,17 +199,40 @@ def _set(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_bulk(args: argparse.Namespace) -> int:
+    from clibd_core.projects.bulk import import_bulk
+    from clibd_core.projects.db import ProjectError
+
+    try:
+        summary = import_bulk(args.project, args.table, args.fasta)
+    except (ProjectError, OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary))
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
+    from clibd_core.library.store import LibraryError
     from clibd_core.projects.db import ProjectError
     from clibd_core.publish.bold import write_bold_workbook
+    from clibd_core.publish.boldigger import write_project_boldigger
     from clibd_core.publish.dwca import write_dwca
 
     try:
-        if args.format == "bold":
+        if args.format == "bold-xlsx":
             print(json.dumps(write_bold_workbook(args.project, args.out)))
             return 0
+        if args.format == "boldigger":
+            print(json.dumps(write_project_boldigger(args.project, args.out, args.library)))
+            return 0
+        if args.format == "bulk":
+            from clibd_core.projects.bulk import write_bulk_table
+
+            print(json.dumps(write_bulk_table(args.project, args.out, args.library)))
+            return 0
         report = write_dwca(args.project, args.out, verified_only=not args.all)
-    except (ProjectError, OSError) as error:
+    except (ProjectError, LibraryError, OSError) as error:
         return _fail(error)
     summary = report.summary()
     print(json.dumps(summary, indent=2) if args.json else
@@ -238,6 +261,12 @@ def add_commands(commands) -> None:
     importer.add_argument("--check", action="store_true", help="report only: write nothing")
     importer.add_argument("--json", action="store_true")
     importer.set_defaults(run=_import)
+
+    bulk = sub.add_parser("import-bulk", help="an ESV/OTU × sample table of read counts (metabarcoding)")
+    bulk.add_argument("project")
+    bulk.add_argument("table", help="APSCALE-style ESV table, MetaWorks results.csv, or a counts table")
+    bulk.add_argument("fasta", nargs="?", help="the ESVs' sequences, when the table has none")
+    bulk.set_defaults(run=_import_bulk)
 
     identifier = sub.add_parser("identify", help="every specimen not yet identified by the active library and model")
     identifier.add_argument("project")
@@ -289,9 +318,12 @@ def add_commands(commands) -> None:
 
     exporter = sub.add_parser("export", help="GBIF's Darwin Core Archive, or BOLD's specimen-data workbook")
     exporter.add_argument("project")
-    exporter.add_argument("--out", required=True, help="the archive (.zip) or workbook (.xlsx)")
-    exporter.add_argument("--format", choices=("dwca", "bold"), default="dwca",
-                          help="dwca: GBIF's Darwin Core Archive; bold: BOLD's submission workbook")  # fmt: skip
+    exporter.add_argument("--out", required=True, help="the archive (.zip), workbook (.xlsx) or table")
+    exporter.add_argument("--format", choices=("dwca", "bold-xlsx", "boldigger", "bulk"), default="dwca",
+                          help="dwca: GBIF's Darwin Core Archive; bold-xlsx: BOLD's submission workbook; "
+                          "boldigger: BOLDigger3 (.xlsx/.csv/.parquet); bulk: sample × taxon reads")  # fmt: skip
+    exporter.add_argument("--verified-only", action="store_true", help="dwca: only verified specimens (default)")
+    exporter.add_argument("--library", help="boldigger, bulk: the library to name against (default: active)")
     exporter.add_argument("--all", action="store_true", help="every named specimen, not only those a person verified")
     exporter.add_argument("--json", action="store_true")
     exporter.set_defaults(run=_export)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import selectinload
 
 from clibd_core.projects.db import session_scope
@@ -24,7 +24,8 @@ BATCH = 256
 NEIGHBOURS_KEPT = 5  # the nearest references stored with a machine identification, for review
 
 
-def _pending(session, project_id: int, library, fingerprint: str, after: int, limit: int):
+def _not_done(project_id: int, library, fingerprint: str):
+    """Specimens of the project (controls aside) without a machine identification by this pair."""
     done = exists().where(
         IdentificationRecord.specimen_id == Specimen.id,
         IdentificationRecord.kind == "machine",
@@ -32,9 +33,13 @@ def _pending(session, project_id: int, library, fingerprint: str, after: int, li
         IdentificationRecord.library == library.name,
         IdentificationRecord.library_version == library.version_dir.name,
     )
+    return (Specimen.project_id == project_id, Specimen.control.is_(False), ~done)
+
+
+def _pending(session, project_id: int, library, fingerprint: str, after: int, limit: int):
     return session.scalars(
         select(Specimen)
-        .where(Specimen.project_id == project_id, Specimen.control.is_(False), Specimen.id > after, ~done)
+        .where(*_not_done(project_id, library, fingerprint), Specimen.id > after)
         .order_by(Specimen.id)
         .limit(limit)
         .options(selectinload(Specimen.queries), selectinload(Specimen.identifications))
@@ -111,7 +116,7 @@ def identify_project(
     with session_scope(url) as session:
         project = get_project(session, project_name)
         project_id, watch = project.id, watch_list(project)
-        total = len(_pending(session, project_id, library, fingerprint, 0, 10**9))
+        total = session.scalar(select(func.count()).where(*_not_done(project_id, library, fingerprint)))
     summary = {"project": project_name, "library": f"{library.name} {library.version_dir.name}",
                "model": model_path, "to_identify": total, "identified": 0, "left_out": [], "state": "done"}  # fmt: skip
     photo_only, last, done = 0, 0, 0

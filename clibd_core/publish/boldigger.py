@@ -93,6 +93,37 @@ def write_boldigger(results: list[Identification], library, out: str | Path) -> 
     with atomic_file(out) as partial:
         if out.suffix.lower() == ".xlsx":
             table.to_excel(partial, index=False, engine="openpyxl")
+        elif out.suffix.lower() == ".parquet":
+            table.astype(str).to_parquet(partial, index=False)
         else:
             table.to_csv(partial, index=False)
     return out
+
+
+def write_project_boldigger(project_name: str, out: str | Path, library_path: str | None = None,
+                            url: str | None = None) -> dict:  # fmt: skip
+    """The table for every barcode of a project (its specimens' longest reads), against ``library_path``."""
+    from sqlalchemy import select
+
+    from clibd_core.library.search import Query, identify
+    from clibd_core.projects.db import ProjectError, session_scope
+    from clibd_core.projects.registry import get_project
+    from clibd_core.projects.schema import QueryItem, Specimen
+    from clibd_core.workspace import Workspace, load_cached_library, load_cached_model
+
+    with session_scope(url) as session:
+        project = get_project(session, project_name)
+        reads: dict[str, str] = {}
+        for sample, sequence in session.execute(
+            select(Specimen.sample_id, QueryItem.sequence).join(QueryItem, QueryItem.specimen_id == Specimen.id)
+            .where(Specimen.project_id == project.id, QueryItem.kind == "barcode")
+        ):  # fmt: skip
+            if len(sequence) > len(reads.get(sample, "")):
+                reads[sample] = sequence
+    if not reads:
+        raise ProjectError(f"project {project_name} has no barcodes")
+    library = load_cached_library(Path(library_path or Workspace().active()[0]))
+    model = load_cached_model(str(library.model_path))
+    results = identify(library, model, [Query(s, barcode=b) for s, b in sorted(reads.items())], k=25)
+    write_boldigger(results, library, out)
+    return {"table": str(out), "queries": len(results), "library": library.name}
