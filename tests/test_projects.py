@@ -281,3 +281,34 @@ def test_a_reviewed_project_is_published_as_a_darwin_core_archive_an_independent
 
 
 DWC = "http://rs.tdwg.org/dwc/terms/"
+
+
+@needs_default
+@pytest.mark.slow
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # training does not depend on the database
+def test_verified_records_train_the_next_model_which_keeps_what_it_learned_from(database, tmp_path):
+    import json
+
+    from clibd_core.reference import DEFAULT_MODEL
+
+    plates = write_plates(tmp_path / "season", plates=1, seed=17)
+    with session_scope(database) as session:
+        create_project(session, "season")
+    import_files("season", plates["sheet"], [plates["fasta"]], url=database)
+    identify_project("season", url=database)
+    verified = sorted(plates["truth"])[:30]
+    for sample in verified:
+        review_specimen("season", sample, "ana", "agree", url=database)
+    run = tmp_path / "run"
+    result = subprocess.run([*CLI[:-1], "train", "--project", "season", "--verified", "--out", run, "--init-from",
+                             DEFAULT_MODEL, "--epochs", "1", "--batch-size", "16"], capture_output=True, text=True,
+                            timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "training on 30 verified specimens of season" in result.stdout
+    learned = json.loads((run / "best" / "learned_from.json").read_text())
+    assert learned["project"] == "season" and learned["modalities"] == ["dna", "text"]
+    assert sorted(r["sample_id"] for r in learned["records"]) == verified
+    assert (run / "best" / "config.json").is_file()
+    refused = subprocess.run([*CLI[:-1], "train", "--project", "season", "--out", tmp_path / "r2"], capture_output=True,
+                             text=True)  # fmt: skip
+    assert refused.returncode == 2 and "--verified" in refused.stderr

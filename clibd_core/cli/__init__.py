@@ -115,6 +115,22 @@ def _train(args: argparse.Namespace) -> int:
     from clibd_core.train.loop import RunExistsError, train
 
     split = lambda text: [item.strip() for item in text.split(",") if item.strip()] if text else None  # noqa: E731
+    learned = None
+    if args.project:  # the project's verified records, written as a source, and remembered by the run
+        from clibd_core.projects.db import ProjectError
+        from clibd_core.projects.training import write_training_set
+
+        if not args.verified:
+            print("error: a project trains on its verified records only: add --verified", file=sys.stderr)
+            return 2
+        try:
+            source, learned = write_training_set(args.project)
+            args.data = str(source)
+        except ProjectError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        args.modalities = args.modalities or ",".join(learned["modalities"])
+        print(f"training on {learned['verified_specimens']} verified specimens of {args.project} ({args.data})")
     overrides = {
         "data": args.data,
         "val": args.val,
@@ -137,6 +153,12 @@ def _train(args: argparse.Namespace) -> int:
     except (ValueError, RunExistsError, OSError) as error:  # OSError: e.g. a full disk at a checkpoint
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if learned is not None:
+        from clibd_core.fileio import write_json
+
+        for folder in (Path(config.out), Path(config.out) / "best"):
+            if folder.is_dir():
+                write_json(folder / "learned_from.json", learned)
     print(f"{status['state']} at step {status.get('step')} -> {config.out}")
     return 0
 
@@ -437,6 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     trainer.add_argument("--max-steps", type=int)
     trainer.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    trainer.add_argument("--project", help="train on a project's records (with --verified: those a person verified)")
+    trainer.add_argument("--verified", action="store_true", help="with --project: its verified records only")
     trainer.set_defaults(run=_train)
 
     demo = commands.add_parser("demo", help="build the embedded default: synthetic world, lite model, demo library")

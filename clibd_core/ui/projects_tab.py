@@ -4,6 +4,7 @@ photos, identify it with progress and cancel, and browse its specimens."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import gradio as gr
 
@@ -13,7 +14,7 @@ from clibd_core.projects.identify import identify_project
 from clibd_core.projects.intake import ImportRefused, find_sheet, import_files
 from clibd_core.projects.registry import create_project, get_project, list_projects
 from clibd_core.projects.review import get_specimen, project_status, specimen_view
-from clibd_core.ui.session import USER_ERRORS, active_pair, server_path
+from clibd_core.ui.session import USER_ERRORS, active_pair, server_path, workspace
 
 STATUSES = ["", "new", "machine", "verified", "not_identifiable"]
 _CANCELS: dict[str, threading.Event] = {}  # project → its running identification's stop flag
@@ -98,6 +99,26 @@ def cancel_identify(project) -> str:
     return "cancelling after the batch in hand (what is stored stays stored)"
 
 
+def train_from_verified(project) -> str:
+    """The Train tab's job, on the project's verified records; the run keeps which records it learned from."""
+    from clibd_core.fileio import write_json
+    from clibd_core.projects.training import write_training_set
+    from clibd_core.train.jobs import start_job
+
+    if not project:
+        raise gr.Error("Choose a project first.")
+    try:
+        source, learned = write_training_set(project)
+        settings = {"data": str(source), "preset": "lite", "modalities": learned["modalities"], "epochs": None,
+                    "batch_size": None, "lr": None, "freeze": [], "init_from": None}  # fmt: skip
+        job = start_job(workspace(), settings, f"{project}-verified")
+    except USER_ERRORS as error:
+        raise gr.Error(str(error)) from error
+    write_json(Path(job["run_dir"]) / "learned_from.json", learned)
+    return (f"started **{job['name']}** on {learned['verified_specimens']} verified specimens "
+            f"({', '.join(learned['modalities'])}): watch it in the Train tab")  # fmt: skip
+
+
 def browse(project, status):
     if not project:
         return "", []
@@ -149,6 +170,9 @@ def build(pair: gr.State) -> gr.Dropdown:
         cancel_button = gr.Button("Cancel")
     identified = gr.Markdown()
     with gr.Row():
+        train_button = gr.Button("Train the next model on this project's verified records")
+    trained = gr.Markdown()
+    with gr.Row():
         status = gr.Dropdown(STATUSES, value="", label="show specimens", scale=1)
         refresh = gr.Button("Refresh", scale=1)
     summary = gr.Markdown()
@@ -163,6 +187,7 @@ def build(pair: gr.State) -> gr.Dropdown:
     identify_button.click(run_identify, [project, pair], identified, api_name="project_identify").then(
         browse, [project, status], [summary, table], api_name=False
     )
+    train_button.click(train_from_verified, [project], trained, api_name="project_train_verified")
     cancel_button.click(cancel_identify, [project], identified, api_name="project_cancel", queue=False)
     for trigger in (refresh.click, status.change, project.change):
         trigger(browse, [project, status], [summary, table], api_name=False)
