@@ -1,6 +1,7 @@
 """A 10,000-specimen project (sheet + barcodes from the shipped real BOLD records, 106 plates) on SQLite
 and on a PostgreSQL server of its own: import, identify (the default library and model), the review
-queue's next item and one review action. Results: docs/BENCHMARKS.md, bench_project_scale.json.
+queue's next item and one review action, the Darwin Core Archive of all named specimens written and re-read by
+python-dwca-reader. Results: docs/BENCHMARKS.md, bench_project_scale.json.
 
     .venv/bin/python bench/project_scale.py [--plates 106]
 """
@@ -22,6 +23,7 @@ from clibd_core.projects.identify import identify_project  # noqa: E402
 from clibd_core.projects.intake import import_files  # noqa: E402
 from clibd_core.projects.registry import create_project, get_project  # noqa: E402
 from clibd_core.projects.review import next_for_review, project_status, review_specimen  # noqa: E402
+from clibd_core.publish.dwca import write_dwca  # noqa: E402
 from clibd_core.reference import DEFAULT_LIBRARY, DEFAULT_MODEL  # noqa: E402
 from tests.plates import write_plates  # noqa: E402
 from tests.postgres import PostgresUnavailable, new_database, start_server, stop_server  # noqa: E402
@@ -50,6 +52,13 @@ def run(url: str, plates: dict) -> dict:
         seconds, _ = timed(review_specimen, "season", sample, "bench", "not_identifiable", url=url)
         review_ms.append(1000 * seconds)
     status_s, status = timed(lambda: _status(url))
+    archive = Path(tempfile.mkdtemp(prefix="clibd-dwca-")) / "season.zip"
+    with session_scope(url) as session:
+        project = get_project(session, "season")
+        project.title, project.licence = "Bench season", "CC-BY"
+        project.contact = {"name": "Bench", "email": "bench@example.org"}
+    export_s, report = timed(write_dwca, "season", archive, verified_only=False, url=url)
+    reread_s, reread = timed(_reread, archive)
     return {
         "specimens": len(plan.specimens),
         "barcodes": len(plan.barcodes),
@@ -62,7 +71,19 @@ def run(url: str, plates: dict) -> dict:
         "review_action_ms_max": round(max(review_ms), 2),
         "status_s": round(status_s, 3),
         "verified_or_not_identifiable": status["reviewed"],
+        "dwca_occurrences": report.occurrences,
+        "dwca_write_s": round(export_s, 2),
+        "dwca_reread_s": round(reread_s, 2),
+        "dwca_reread_rows": reread,
     }
+
+
+def _reread(archive: Path) -> int:
+    """Every core row and its extensions, read by the independent reader the tests use."""
+    from dwca.read import DwCAReader
+
+    with DwCAReader(str(archive)) as dwca:
+        return sum(1 + len(row.extensions) for row in dwca)
 
 
 def _status(url: str) -> dict:

@@ -618,3 +618,28 @@ def test_a_library_over_its_memory_budget_gets_a_compressed_memory_mapped_index(
     assert grown.facts["index"]["dna"]["type"] == "IndexIVFPQ" and grown.indexes["dna"].ntotal == 650
     [result] = identify(grown, model, [Query("q", barcode=records[620].barcode)])
     assert result.neighbours[0].identity == pytest.approx(100.0)
+
+
+def test_a_freshly_built_library_answers_its_first_explore_from_the_stored_map(tmp_path):
+    """The map is a stage of the build: the first Explore reads it, nothing is fitted at request time."""
+    from clibd_core.data.synthetic import WorldConfig, generate_world
+    from clibd_core.library import projection as maps
+    from clibd_core.reference import DEMO_MODEL
+    from clibd_core.workspace import Workspace
+
+    world = tmp_path / "world"
+    generate_world(world, WorldConfig(n_records=80, n_orders=2, seed=5))
+    stages = []
+    library, _ = Workspace(tmp_path / "home").import_library(
+        world, "mapped", model=DEMO_MODEL, progress=lambda stage, done, total: stages.append(stage)
+    )
+    assert "drawing the maps" in stages
+    assert all(maps.is_drawn(library, view) for view in maps.map_views(library.modalities))
+    fitted = []
+    original = maps._umap
+    maps._umap = lambda vectors: fitted.append(len(vectors)) or original(vectors)
+    try:
+        table = maps.projection(library, "dna")
+    finally:
+        maps._umap = original
+    assert fitted == [] and len(table) == library.indexes["dna"].ntotal

@@ -312,3 +312,28 @@ def test_verified_records_train_the_next_model_which_keeps_what_it_learned_from(
     refused = subprocess.run([*CLI[:-1], "train", "--project", "season", "--out", tmp_path / "r2"], capture_output=True,
                              text=True)  # fmt: skip
     assert refused.returncode == 2 and "--verified" in refused.stderr
+
+
+def test_a_trap_folder_becomes_events_by_the_time_between_photos(database, tmp_path):
+    from clibd_core.projects.trap import import_trap
+
+    trap = tmp_path / "trap"
+    (trap / "2026-06-14").mkdir(parents=True)
+    for name in ("20260612_221503.jpg", "20260612_235900.jpg", "20260613_013000.jpg"):  # one night
+        Image.new("RGB", (24, 24), "white").save(trap / name)
+    Image.new("RGB", (24, 24), "grey").save(trap / "2026-06-14" / "IMG_0001.jpg")  # the folder's day: another event
+    (tmp_path / "deployment.csv").write_text("Site,Lat,Lon,Sampling Protocol\nRoof trap,45.5,-73.6,light trap UV\n")
+    Image.new("RGB", (24, 24), "black").save(trap / "no_time.jpg")
+    with session_scope(database) as session:
+        create_project(session, "trap")
+    with pytest.raises(ImportRefused, match="no_time.jpg: no time"):
+        import_trap("trap", trap, tmp_path / "deployment.csv", url=database)
+    (trap / "no_time.jpg").unlink()
+    plan = import_trap("trap", trap, tmp_path / "deployment.csv", url=database)
+    assert len(plan.specimens) == 4 and len(plan.photos) == 4
+    with session_scope(database) as session:
+        night = get_specimen(session, get_project(session, "trap"), "20260613_013000").event
+        other = get_specimen(session, get_project(session, "trap"), "IMG_0001").event
+        assert night.event_date == "2026-06-12/2026-06-13" and night.event_time == "22:15/01:30"
+        assert night.site == "Roof trap" and night.latitude == 45.5 and night.method == "light trap UV"
+        assert other.id != night.id and other.event_date == "2026-06-14"

@@ -199,6 +199,24 @@ def _set(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_trap(args: argparse.Namespace) -> int:
+    from clibd_core.projects.db import ProjectError
+    from clibd_core.projects.intake import ImportRefused
+    from clibd_core.projects.sheets import SheetError
+    from clibd_core.projects.trap import import_trap
+
+    try:
+        plan = import_trap(args.project, args.folder, args.deployment, args.gap_hours, check_only=args.check)
+    except ImportRefused as refused:
+        print(str(refused), file=sys.stderr)
+        return 1
+    except (ProjectError, SheetError, OSError) as error:
+        return _fail(error)
+    events = len({str(d.values.get("event_date")) + str(d.values.get("event_time")) for d in plan.specimens})
+    print(f"{plan.report()}\n{events} events" + (" (checked: nothing written)" if args.check else ""))
+    return 0
+
+
 def _import_bulk(args: argparse.Namespace) -> int:
     from clibd_core.projects.bulk import import_bulk
     from clibd_core.projects.db import ProjectError
@@ -261,6 +279,14 @@ def add_commands(commands) -> None:
     importer.add_argument("--check", action="store_true", help="report only: write nothing")
     importer.add_argument("--json", action="store_true")
     importer.set_defaults(run=_import)
+
+    trap = sub.add_parser("import-trap", help="a trap's photos: a specimen each, events by the time between photos")
+    trap.add_argument("project")
+    trap.add_argument("folder", help="the photos (nightly sub-folders or time-stamped files)")
+    trap.add_argument("--deployment", help="the deployment's field sheet (CSV: site, Lat, Lon, method, ...)")
+    trap.add_argument("--gap-hours", type=float, default=3.0, help="a new event after a gap this long")
+    trap.add_argument("--check", action="store_true", help="report only: write nothing")
+    trap.set_defaults(run=_import_trap)
 
     bulk = sub.add_parser("import-bulk", help="an ESV/OTU × sample table of read counts (metabarcoding)")
     bulk.add_argument("project")

@@ -31,6 +31,7 @@ from clibd_core.library.calibration import calibrate
 from clibd_core.library.domain import MAX_FIT, fit_domain
 from clibd_core.library.indexes import INDEX_MEMORY, describe, is_compressed, new_index, train
 from clibd_core.library.kmers import kmer_profiles
+from clibd_core.library.projection import map_views, projection
 from clibd_core.library.seeds import SeedIndex
 from clibd_core.library.shards import (
     SHARD_RECORDS,
@@ -388,6 +389,11 @@ def _write_version(
         staged = Library(path, staging, facts, metadata, indexes, rows, seeds, stored, stored_barcodes)
         facts["calibration"] = calibrate(staged, model)
         facts["domain"] = _domains(facts, staged, new.image_features)
+        views = map_views(modalities)
+        for done, view in enumerate(views):  # the Explore maps, so the first Explore reads a file
+            progress("drawing the maps", done, len(views))
+            projection(staged, view)
+        progress("drawing the maps", len(views), len(views))
         write_json(staging / "library.json", facts)
         fsync_tree(staging)
     final = path / f"v{number:06d}"

@@ -1,4 +1,8 @@
-"""A 2-D map of a library's embedding space (UMAP), computed once per library version and cached.
+"""A 2-D map of a library's embedding space (UMAP), computed once per library version and stored in it.
+
+Builds and appends draw the maps as their last stage before the commit (library/build.py), so the first
+Explore of a library this app built reads a file; a library built before that gets its map drawn once,
+by the first request or by the app's warm-up, whichever comes first (the other waits for it).
 
 Libraries above ``MAX_POINTS`` vectors are drawn from a fixed-seed sample of that size (a map of
 more points is neither faster to read nor to draw). New queries are placed on the fitted map
@@ -8,6 +12,7 @@ which is how UMAP itself initialises new points, and keeps the map stable betwee
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -18,9 +23,22 @@ from clibd_core.library.search import TAU_SIMILARITY
 from clibd_core.library.store import Library, LibraryError
 from clibd_core.taxonomy import ALL_RANKS
 
-MAX_POINTS = 20_000
+MAX_POINTS = 10_000  # ~25 s of UMAP on 2 cores, a stage of every build
 PLACEMENT_NEIGHBOURS = 5
 VIEWS = {"dna": ("dna",), "image": ("image",), "both": ("image", "dna")}
+
+
+_DRAWING: dict[str, threading.Lock] = {}
+_GUARD = threading.Lock()
+
+
+def map_views(modalities: list[str]) -> list[str]:
+    """The maps a library with these modalities can draw."""
+    return [view for view, needed in VIEWS.items() if set(needed) <= set(modalities)]
+
+
+def is_drawn(library: Library, view: str = "dna") -> bool:
+    return (library.version_dir / f"umap_{view}.parquet").exists()
 
 
 def projection(library: Library, view: str = "dna", progress: Callable[[str], None] | None = None) -> pd.DataFrame:
@@ -30,6 +48,17 @@ def projection(library: Library, view: str = "dna", progress: Callable[[str], No
     cache = library.version_dir / f"umap_{view}.parquet"
     if cache.exists():
         return pd.read_parquet(cache)
+    with _GUARD:
+        lock = _DRAWING.setdefault(str(cache), threading.Lock())
+    if lock.locked():
+        (progress or (lambda message: None))(f"the {view} map of {library.name} is being drawn (once per version)")
+    with lock:  # one drawing per map: a second caller waits for the first, then reads its file
+        if cache.exists():
+            return pd.read_parquet(cache)
+        return _draw(library, view, cache, progress)
+
+
+def _draw(library: Library, view: str, cache, progress: Callable[[str], None] | None) -> pd.DataFrame:
     (progress or (lambda message: None))(f"computing the {view} map of {library.name} (once per library version)")
     vectors, rows, modalities = [], [], []
     rng = np.random.default_rng(0)

@@ -109,7 +109,8 @@ def media_dir(project: str) -> Path:
 
 
 # -- reading -----------------------------------------------------------------------------------------
-def _draft(row: dict[str, str], where: str, headers: list[str]) -> tuple[SpecimenDraft | None, list[Problem]]:
+def draft_from_row(row: dict[str, str], where: str, headers: list[str]) -> tuple[SpecimenDraft | None, list]:
+    """A sheet row's specimen (None for an empty row) and the problems of its cells."""
     by_field: dict[str, str] = {}
     extra, problems = {}, []
     for header in headers:
@@ -267,7 +268,7 @@ def _keep(path: Path, scratch: Path) -> Path:
 def _plan_sheet(plan: ImportPlan, sheet: sheets.Sheet, existing: dict) -> None:
     seen: dict[str, str] = {}
     for row, where in zip(sheet.rows, sheet.row_numbers, strict=True):
-        draft, problems = _draft(row, where, sheet.headers)
+        draft, problems = draft_from_row(row, where, sheet.headers)
         plan.errors += problems
         if draft is None:
             continue

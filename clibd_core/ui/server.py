@@ -75,11 +75,15 @@ def build_app() -> gr.Blocks:
 
 def warm_up() -> None:
     """Import the heavy modules and load the active model and library before the first click."""
-    import clibd_core.library.projection  # noqa: F401 - imports torch, FAISS, the search engine
     import clibd_core.models.official  # noqa: F401
+    from clibd_core.library.projection import is_drawn, map_views, projection  # torch, FAISS, the engine
 
     try:
-        open_pair(None)
+        library, _ = open_pair(None)
+        for view in map_views(library.modalities)[:1]:  # a library built before maps were a build stage
+            if not is_drawn(library, view):
+                print(f"drawing the {view} map of {library.name} once (Explore opens at once after it)", flush=True)
+                projection(library, view)
     except (OSError, ValueError) as error:
         print(f"could not preload the active library/model: {error}", flush=True)
 
