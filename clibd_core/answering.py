@@ -20,15 +20,17 @@ class Answered:
 
 
 def photo_pair(workspace: Workspace) -> tuple[Path, Path] | None:
-    """The workspace's own library whose model has an image tower (the active one first), if any."""
+    """The first of the workspace's own libraries whose model has an image tower, if any (models are
+    judged by their config.json, never loaded to find out)."""
     embedded = {p.resolve() for p in EMBEDDED_LIBRARIES}
+    with_images = {m["path"] for m in workspace.models() if "image" in (m["modalities"] or [])}
     for entry in workspace.libraries():
         path = Path(entry["path"])
         if "error" in entry or path.resolve() in embedded:
             continue
-        for model in entry.get("models", []):
-            if "image" in load_cached_model(model).config.modalities:
-                return path, Path(model)
+        model = next((m for m in entry.get("models", []) if m in with_images), None)
+        if model is not None:
+            return path, Path(model)
     return None
 
 

@@ -192,7 +192,7 @@ def _core_row(project: Project, specimen: Specimen, photos: list[str]) -> list[s
         "countryCode": event.country_code,
         "stateProvince": event.state_province,
         "locality": event.locality or event.site,
-        "recordedBy": event.collector.replace(";", " |").replace(" | ", " | "),
+        "recordedBy": event.collector.replace(";", " |"),  # Darwin Core separates people with " | "
         "samplingProtocol": event.method,
         "catalogNumber": specimen.museum_id,
         "materialSampleID": specimen.sample_id,
