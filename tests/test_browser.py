@@ -133,9 +133,12 @@ def test_a_first_photo_on_the_barcode_library_finds_a_way_forward(browser, app_u
     if not (DEFAULT_LIBRARY / "CURRENT").exists():
         pytest.skip("the default library is not built (make test builds it)")
     monkeypatch.setenv("CLIBD_HOME", str(tmp_path / "new_user"))  # nothing imported: the real BOLD library
+    summary = Library.open(DEFAULT_LIBRARY, with_indexes=False).summary()
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(app_url)
-    page.get_by_role("button", name="Identify", exact=True).wait_for(timeout=60_000)
+    page.get_by_text(f"{summary['records']:,} references of {summary['species_count']:,} species").wait_for(
+        timeout=60_000
+    )  # the page has loaded (a file set before it is would be dropped)
     photo = sorted(photo_dir.glob("*.jpg"))[0]
     page.locator("input[type=file]").first.set_input_files(str(photo))
     page.get_by_text(photo.name).first.wait_for(timeout=90_000)
