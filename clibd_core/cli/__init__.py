@@ -185,6 +185,10 @@ def _progress_bars():
     def progress(stage: str, done: int, total: int) -> None:  # total 0: not known yet
         bar = bars.get(stage)
         if bar is None:
+            for earlier in bars.values():  # a stage starts when the one before it has ended
+                if not earlier.disable and earlier.total and earlier.n < earlier.total:
+                    earlier.update(earlier.total - earlier.n)
+                earlier.close()
             bar = bars[stage] = tqdm(total=total or None, desc=stage, unit="item", leave=True)
         bar.update(done - bar.n)
         if total and done >= total:

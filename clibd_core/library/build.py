@@ -29,7 +29,7 @@ from clibd_core.fileio import fsync_tree, write_json
 from clibd_core.library.barcode_file import BarcodeFile, write_barcodes
 from clibd_core.library.calibration import calibrate
 from clibd_core.library.domain import MAX_FIT, fit_domain
-from clibd_core.library.indexes import INDEX_MEMORY, describe, is_compressed, new_index, train
+from clibd_core.library.indexes import INDEX_MEMORY, add_vectors, describe, is_compressed, new_index, train
 from clibd_core.library.kmers import kmer_profiles
 from clibd_core.library.projection import map_views, projection
 from clibd_core.library.seeds import SeedIndex
@@ -305,7 +305,7 @@ def _thumbnail(image) -> bytes:
 
 
 def _index_with(
-    previous: Library | None, modality: str, new: np.ndarray | None, memory: int
+    previous: Library | None, modality: str, new: np.ndarray | None, memory: int, progress: Progress = _no_progress
 ) -> tuple[faiss.Index, np.ndarray, np.ndarray | None]:
     """The previous version's index of a modality with the new vectors added, its rows so far, and (for
     a compressed index) all its vectors, which are written beside it for exact re-ranking.
@@ -319,15 +319,15 @@ def _index_with(
     new = np.ascontiguousarray(new if new is not None else np.zeros((0, dim)), dtype=np.float32)
     total = (old.ntotal if old is not None else 0) + len(new)
     index = new_index(dim, total, memory)
+    stage = f"indexing {modality}"
     if old is not None and type(index) is type(old) and not is_compressed(old):
         index = faiss.clone_index(old)  # keeps its kind and search settings
-        if len(new):
-            index.add(new)
+        add_vectors(index, new, lambda done: progress(stage, old.ntotal + done, total))
         return index, old_rows, None
     everything = new if old is None else np.concatenate([previous.vectors(modality), new])
+    progress(stage, 0, total)
     train(index, everything)
-    if len(everything):
-        index.add(everything)
+    add_vectors(index, everything, lambda done: progress(stage, done, total))
     return index, old_rows, everything if is_compressed(index) else None
 
 
@@ -353,8 +353,7 @@ def _write_version(
         indexes, rows, index_facts, stored = {}, {}, {}, {}
         memory = facts.get("index_memory", INDEX_MEMORY)
         for modality in modalities:
-            progress(f"indexing {modality}", 0, 1)
-            index, old_rows, everything = _index_with(previous, modality, new.vectors.get(modality), memory)
+            index, old_rows, everything = _index_with(previous, modality, new.vectors.get(modality), memory, progress)
             indexes[modality] = index
             rows[modality] = np.concatenate([old_rows, new.rows.get(modality, [])]).astype(np.int64)
             _write_index(index, staging / f"{modality}.faiss")
@@ -368,8 +367,7 @@ def _write_version(
         stored_barcodes = BarcodeFile(staging)
         seeds = None
         if "dna" in modalities and len(metadata) <= SEED_LIMIT:
-            progress("indexing seeds", 0, 1)
-            seeds = _seed_index(stored_barcodes)
+            seeds = _seed_index(stored_barcodes, lambda done: progress("indexing seeds", done, len(metadata)))
             seeds.save(staging)
         _write_thumbnails(staging, previous, new.thumbnails)
         for cached in previous.version_dir.glob(keep) if previous and keep else ():
@@ -385,9 +383,8 @@ def _write_version(
             "skipped": [*(previous.facts.get("skipped", []) if previous else []), *new.skipped],
             "versions": _versions(),
         }
-        progress("calibrating confidence", 0, 1)
         staged = Library(path, staging, facts, metadata, indexes, rows, seeds, stored, stored_barcodes)
-        facts["calibration"] = calibrate(staged, model)
+        facts["calibration"] = calibrate(staged, model, progress=progress)
         facts["domain"] = _domains(facts, staged, new.image_features)
         views = map_views(modalities)
         for done, view in enumerate(views):  # the Explore maps, so the first Explore reads a file
@@ -416,10 +413,12 @@ def _staging(staging: Path) -> Iterator[Path]:
         raise
 
 
-def _seed_index(barcodes: BarcodeFile) -> SeedIndex:
+def _seed_index(barcodes: BarcodeFile, report: Callable[[int], None]) -> SeedIndex:
     """The seed index of every barcode in the library (library/seeds.py)."""
     every = enumerate(chain.from_iterable(barcodes.chunks()))
-    return SeedIndex.build(((row, to_acgtn(barcode)) for row, barcode in every if barcode), len(barcodes))
+    index = SeedIndex.build(((row, to_acgtn(barcode)) for row, barcode in every if barcode), len(barcodes), report)
+    report(len(barcodes))
+    return index
 
 
 def _write_index(index: faiss.Index, file: Path) -> None:

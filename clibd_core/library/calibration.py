@@ -56,13 +56,17 @@ SPREAD_MARGIN = 0.5  # % identity below a species' own spread still accepted (be
 SUPPORT_QUANTILE = 0.005  # the weakest best-score the fits are trusted on (a low quantile, not one outlier)
 
 
-def calibrate(library: Library, model, k: int = K_DEFAULT, seed: int = 0) -> dict:
+def _quiet(stage: str, done: int, total: int) -> None:  # noqa: ARG001 - the library's Progress signature
+    pass
+
+
+def calibrate(library: Library, model, k: int = K_DEFAULT, seed: int = 0, progress=_quiet) -> dict:
     """``{"dna->dna": {"ranks": {rank: logistic}, "novelty": logistic + auroc, ...}, ...}``; ``model``
-    (the library's) embeds the partial reads."""
+    (the library's) embeds the partial reads; ``progress(stage, done, total)`` counts pretend queries."""
     fitted = {}
     for query_modality, key_modality in PAIRS:
         if query_modality in library.modalities and key_modality in library.modalities:
-            fitted.update(_calibrate_pair(library, model, query_modality, key_modality, k, seed))
+            fitted.update(_calibrate_pair(library, model, query_modality, key_modality, k, seed, progress))
     return fitted
 
 
@@ -76,7 +80,7 @@ def partial_read(
 
 
 def _calibrate_pair(
-    library: Library, model, query_modality: str, key_modality: str, k: int, seed: int
+    library: Library, model, query_modality: str, key_modality: str, k: int, seed: int, progress
 ) -> dict[str, dict]:
     species, genus = library.column("species"), library.column("genus")
     query_rows, key_rows = library.rows[query_modality], library.rows[key_modality]
@@ -106,8 +110,10 @@ def _calibrate_pair(
     kmer_rows = library.rows["kmer"] if use_kmers else None
     kmer_keys = library.vectors("kmer") if use_kmers else None
     kmer_queries = kmer_profiles(sequences) if use_kmers else None
-    for absent in (False, True):
+    stage = f"calibrating {query_modality}→{key_modality} confidence"
+    for case, absent in enumerate((False, True)):
         for start in range(0, len(picked), 256):
+            progress(stage, case * len(picked) + start, 2 * len(picked))
             similarities = query_vectors[start : start + 256] @ key_vectors.T
             for offset, sims in enumerate(similarities):
                 row = query_rows[picked[start + offset]]
@@ -126,14 +132,15 @@ def _calibrate_pair(
                 hidden[key_rows[_left_out(key_rows, row, absent, species, genus)]] = True
                 evidence = with_seed_candidates(library, evidence, vector, query, k, hidden)
                 samples.append((evidence, row, absent))
+    progress(stage, 2 * len(picked), 2 * len(picked))
     fitted = {f"{query_modality}->{key_modality}": _fit(library, samples or plain, k)}
     if aligned:
         fitted[EMBEDDING_ONLY] = _fit(library, plain, k)
-        fitted["dna->dna"]["species_identity_floor"] = species_identity_floors(library, seed)
+        fitted["dna->dna"]["species_identity_floor"] = species_identity_floors(library, seed, progress)
     return fitted
 
 
-def species_identity_floors(library: Library, seed: int = 0) -> dict[str, float]:
+def species_identity_floors(library: Library, seed: int = 0, progress=_quiet) -> dict[str, float]:
     """Per species with two or more barcodes: the lowest identity of a member to its nearest
     conspecific (aligned against the three closest by embedding), less ``SPREAD_MARGIN``. A query
     further from the species than any of its own members are from each other is probably a relative
@@ -146,7 +153,9 @@ def species_identity_floors(library: Library, seed: int = 0) -> dict[str, float]
             members.setdefault(species[row], []).append(position)
     rng = np.random.default_rng(seed)
     floors = {}
-    for name, positions in members.items():
+    for done, (name, positions) in enumerate(members.items()):
+        if done % 100 == 0:
+            progress("measuring each species' spread", done, len(members))
         if len(positions) < 2:
             continue
         positions = np.array(positions)
@@ -162,6 +171,7 @@ def species_identity_floors(library: Library, seed: int = 0) -> dict[str, float]
             for i, candidates in enumerate(nearest)
         )
         floors[name] = round(spread - SPREAD_MARGIN, 2)
+    progress("measuring each species' spread", len(members), len(members))
     return floors
 
 

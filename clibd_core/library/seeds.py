@@ -50,15 +50,16 @@ class SeedIndex:
     size: int  # metadata rows of the library (counts are kept per row)
 
     @classmethod
-    def build(cls, barcodes: Iterable[tuple[int, str]], size: int) -> SeedIndex:
+    def build(cls, barcodes: Iterable[tuple[int, str]], size: int, report=lambda rows: None) -> SeedIndex:
         """The index of ``(metadata row, barcode)`` pairs (upper-case ACGTN, rows ascending). Each
         posting is packed with its word into one integer (word << 32 | row) and sorted in place: about
         2.5 × 8 bytes a posting at the peak (1M barcodes: 160M postings, 3.3 GB), where sorting words
-        and rows apart with argsort took 8 GB."""
+        and rows apart with argsort took 8 GB. ``report(row)`` is called as blocks fill (progress)."""
         blocks, block = [], [np.zeros(0, dtype=np.int64)]
         for row, barcode in barcodes:
             block.append((sampled_words(barcode) << 32) | row)
             if len(block) == BLOCK:
+                report(row)
                 blocks.append(np.concatenate(block))
                 block = [np.zeros(0, dtype=np.int64)]
         keys = np.concatenate([*blocks, np.concatenate(block)])
