@@ -35,7 +35,9 @@ from sklearn.metrics import roc_auc_score
 from clibd_core.data.bold import read_bold_tsv
 from clibd_core.data.splits import assign_splits
 from clibd_core.library.build import build_library, recalibrate
-from clibd_core.library.search import CONFIDENT, Query, identify
+from clibd_core.library.identification import Query
+from clibd_core.library.naming import CONFIDENT
+from clibd_core.library.search import identify
 from clibd_core.library.store import Library
 from clibd_core.models.clibd import load_model
 from clibd_core.taxonomy import MISSING, RANKS

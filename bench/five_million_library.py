@@ -111,7 +111,8 @@ def _moved(vectors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def searched(library: Path, queries: Path) -> dict:
     """In this (fresh) process: open, then single barcode queries through identify, as the app sends them."""
     from clibd_core.dna import parse_sequences
-    from clibd_core.library.search import Query, identify
+    from clibd_core.library.identification import Query
+    from clibd_core.library.search import identify
     from clibd_core.models.clibd import load_model
 
     model = load_model(Library.open(library, with_indexes=False).model_path, device="cpu")

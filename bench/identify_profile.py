@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from clibd_core.data.bold import read_bold_tsv
+from clibd_core.library.identification import Query
 from clibd_core.library.results import write_bundle
-from clibd_core.library.search import Query, identify
+from clibd_core.library.search import identify
 from clibd_core.library.store import Library
 from clibd_core.models.clibd import load_model
 from clibd_core.reference import DEFAULT_LIBRARY, DEFAULT_MODEL, DEFAULT_SOURCE

@@ -31,7 +31,8 @@ from clibd_core.data.splits import assign_splits
 from clibd_core.evaluate import nearest_neighbours
 from clibd_core.library.build import build_library
 from clibd_core.library.calibration import partial_read
-from clibd_core.library.search import Query, identify
+from clibd_core.library.identification import Query
+from clibd_core.library.search import identify
 from clibd_core.library.store import Library
 from clibd_core.models.clibd import load_model
 from clibd_core.taxonomy import MISSING, RANKS

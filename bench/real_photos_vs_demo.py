@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from clibd_core.library.search import CONFIDENT, OUT_OF_DOMAIN_MESSAGE, Query, identify
+from clibd_core.library.identification import Query
+from clibd_core.library.naming import CONFIDENT, OUT_OF_DOMAIN_MESSAGE
+from clibd_core.library.search import identify
 from clibd_core.library.store import Library
 from clibd_core.models.clibd import load_model
 from clibd_core.reference import DEMO_LIBRARY, DEMO_MODEL

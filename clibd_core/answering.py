@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clibd_core.library.search import Identification, Query, combine, identify
+from clibd_core.library.identification import Identification, Query
+from clibd_core.library.naming import combine
+from clibd_core.library.search import identify
 from clibd_core.workspace import EMBEDDED_LIBRARIES, Workspace, load_cached_library, load_cached_model
 
 

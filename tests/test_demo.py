@@ -12,7 +12,8 @@ import pytest
 from clibd_core import load_model
 from clibd_core.data.synthetic import WorldConfig
 from clibd_core.demo import build_demo, targets
-from clibd_core.library.search import Query, identify
+from clibd_core.library.identification import Query
+from clibd_core.library.search import identify
 from clibd_core.library.store import Library
 
 REFERENCE_DB = Path(__file__).resolve().parents[1] / "reference_db" / "demo"

@@ -16,7 +16,8 @@ import torch
 from clibd_core.data.sources import read_source
 from clibd_core.data.synthetic import WorldConfig, generate_world
 from clibd_core.library.build import build_library
-from clibd_core.library.search import Query, identify
+from clibd_core.library.identification import Query
+from clibd_core.library.search import identify
 from clibd_core.library.store import Library, LibraryError
 from clibd_core.models.clibd import load_model
 from clibd_core.reference import DEMO_MODEL

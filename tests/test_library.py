@@ -26,21 +26,12 @@ from clibd_core.data.synthetic import WorldConfig, generate_world
 from clibd_core.evaluate import novelty_auroc
 from clibd_core.library.build import add_to_library, build_library
 from clibd_core.library.calibration import _logistic
+from clibd_core.library.evidence import Evidence, logistic, rank_votes
+from clibd_core.library.identification import Identification, Query, RankCall
 from clibd_core.library.identity import percent_identity
+from clibd_core.library.naming import UNSUPPORTED_CAP, combine, deepest_confident_rank, make_monotone
 from clibd_core.library.results import read_results, write_results
-from clibd_core.library.search import (
-    UNSUPPORTED_CAP,
-    Evidence,
-    Identification,
-    Query,
-    RankCall,
-    combine,
-    deepest_confident_rank,
-    identify,
-    logistic,
-    make_monotone,
-    rank_votes,
-)
+from clibd_core.library.search import identify
 from clibd_core.library.store import Library, LibraryError, ModelMismatchError
 from clibd_core.reference import DEMO_MODEL
 from clibd_core.taxonomy import RANKS, Taxonomy, taxonomy_text

@@ -6,7 +6,7 @@ species is in the library: the "known species" case) and with their whole specie
 often the same species, unnamed, and a query that matches one has a close reference. Half of the
 barcode queries are cut to a partial read (60-100 % of the read, anywhere in it), as users' reads often
 are: a partial read is less similar to its own species' full references, and a model fitted on full
-reads only flags it as novel. Each is answered exactly as a real query is (library/search.py), and two
+reads only flags it as novel. Each is answered exactly as a real query is (library/naming.py), and two
 kinds of logistic models are fitted on the outcomes:
 - per rank, P(the answer at this rank is right | winner's vote share, best score), with the absent
   case weighted to ``ABSENT_PRIOR`` of the queries (an assumption, recorded in library.json: with
@@ -27,11 +27,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from clibd_core.dna import to_acgtn
-from clibd_core.library.identity import percent_identity
-from clibd_core.library.kmers import kmer_profiles
-from clibd_core.library.search import (
-    EMBEDDING_ONLY,
-    K_DEFAULT,
+from clibd_core.library.evidence import (
     Evidence,
     aligned_candidates,
     lineages,
@@ -42,6 +38,10 @@ from clibd_core.library.search import (
     rank_votes,
     with_seed_candidates,
 )
+from clibd_core.library.identity import percent_identity
+from clibd_core.library.kmers import kmer_profiles
+from clibd_core.library.naming import EMBEDDING_ONLY
+from clibd_core.library.search import K_DEFAULT
 from clibd_core.library.store import Library
 from clibd_core.taxonomy import MISSING, RANKS
 
@@ -144,7 +144,7 @@ def species_identity_floors(library: Library, seed: int = 0, progress=_quiet) ->
     """Per species with two or more barcodes: the lowest identity of a member to its nearest
     conspecific (aligned against the three closest by embedding), less ``SPREAD_MARGIN``. A query
     further from the species than any of its own members are from each other is probably a relative
-    that the library lacks (library/search.py refuses the species name then)."""
+    that the library lacks (library/naming.py refuses the species name then)."""
     species = library.column("species")
     rows = library.rows["dna"]
     members: dict[str, list[int]] = {}
@@ -205,7 +205,7 @@ def _fit(library: Library, samples: list, k: int) -> dict:
         # fit above is right on average, but too sure of the genus of a species it does not hold.
         "ranks_if_novel": {rank: model for rank in RANKS if (model := _fit_rank(library, samples, rank, True))},
         "novelty": _fit_novelty(samples),
-        # Below the weakest evidence the fits saw, they would extrapolate (library/search.py caps it).
+        # Below the weakest evidence the fits saw, they would extrapolate (library/naming.py caps it).
         "support": {"min_score": float(np.quantile(top_scores, SUPPORT_QUANTILE)), "quantile": SUPPORT_QUANTILE},
     }
 

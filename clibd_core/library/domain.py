@@ -5,7 +5,7 @@ some vector, and the nearest reference of a real photo in a synthetic library ca
 win confident votes. The library's own vectors are summarised by their mean, their main principal axes
 with the variance along each, and the variance left off those axes. A query's distance is the squared
 Mahalanobis distance along the axes plus the residual scaled by its variance (:func:`distances`, which
-library/search.py applies to each query). The threshold is a high quantile of the distances of
+library/naming.py applies to each query). The threshold is a high quantile of the distances of
 references held out of the fit, so it is measured, not assumed.
 """
 
@@ -44,7 +44,7 @@ def fit_domain(vectors: np.ndarray, seed: int = 0) -> dict | None:
 
 
 def distances(domain: dict, vectors: np.ndarray) -> np.ndarray:
-    """The domain distance of each row of ``vectors`` (library/search.py uses it per query)."""
+    """The domain distance of each row of ``vectors`` (library/naming.py uses it per query)."""
     centred = np.atleast_2d(np.asarray(vectors, dtype=np.float64)) - np.asarray(domain["mean"])
     along = centred @ np.asarray(domain["axes"]).T
     residual = (centred**2).sum(axis=1) - (along**2).sum(axis=1)

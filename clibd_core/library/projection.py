@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from clibd_core.fileio import atomic_file
-from clibd_core.library.search import TAU_SIMILARITY
+from clibd_core.library.evidence import TAU_SIMILARITY
 from clibd_core.library.store import Library, LibraryError
 from clibd_core.taxonomy import ALL_RANKS
 

@@ -14,7 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clibd_core.fileio import atomic_file
-from clibd_core.library.search import CONFIDENT, Identification, neighbours_table, results_table
+from clibd_core.library.identification import Identification
+from clibd_core.library.naming import CONFIDENT
+from clibd_core.library.search import neighbours_table, results_table
 from clibd_core.library.store import Library
 from clibd_core.taxonomy import RANKS
 

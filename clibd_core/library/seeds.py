@@ -5,7 +5,7 @@ library lacks, or a short read (a 313-bp Leray fragment, a 130-bp mini-barcode),
 often not among its nearest vectors (bench/absent_species_folds.py). BLAST's answer is seeds: exact
 words shared with the query, then alignment. Here every fourth 12-mer (chosen by a hash, the same for
 queries and references) is indexed; the references sharing the most sampled words with a query are
-its seed candidates, which are then aligned (library/search.py). 12-mers with an ambiguous base are
+its seed candidates, which are then aligned (library/evidence.py). 12-mers with an ambiguous base are
 skipped. The index is three arrays written beside the library's vectors and memory-mapped on open.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 WORD = 12
 SAMPLE = 4  # one word in SAMPLE is indexed (by hash): a quarter of the memory, seeds still plenty
 COMMON = 0.05  # a long read's words found in more than this share of the references are not counted
-LONG_READ = 500  # bp: shorter reads are always aligned against their seed candidates too (search.py)
+LONG_READ = 500  # bp: shorter reads are always aligned against their seed candidates too (evidence.py)
 FILES = ("seeds_words.npy", "seeds_starts.npy", "seeds_rows.npy")
 BLOCK = 50_000  # barcodes whose postings are gathered at a time while building
 _CODES = np.full(256, 255, dtype=np.uint8)

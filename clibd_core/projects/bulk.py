@@ -122,7 +122,8 @@ def write_bulk_table(project_name: str, out: str | Path, library_path: str | Non
                      url: str | None = None) -> dict:  # fmt: skip
     """Reads per taxon (rows) and sample (columns), each distinct sequence identified once; negative
     controls' columns are marked and their reads reported."""
-    from clibd_core.library.search import Query, identify
+    from clibd_core.library.identification import Query
+    from clibd_core.library.search import identify
     from clibd_core.workspace import Workspace, load_cached_library, load_cached_model
 
     with session_scope(url) as session:

@@ -47,7 +47,7 @@ def _pending(session, project_id: int, library, fingerprint: str, after: int, li
 
 
 def _query(specimen: Specimen, media: Path, can_take_photos: bool):
-    from clibd_core.library.search import Query
+    from clibd_core.library.identification import Query
 
     barcodes = sorted((q.sequence for q in specimen.queries if q.kind == "barcode"), key=len, reverse=True)
     photos = [media / q.media_path for q in specimen.queries if q.kind == "photo"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from clibd_core.fileio import atomic_file
-from clibd_core.library.search import Identification
+from clibd_core.library.identification import Identification
 from clibd_core.taxonomy import MISSING
 
 THRESHOLDS = (("species", 97.0), ("genus", 95.0), ("family", 90.0), ("order", 85.0))
@@ -105,7 +105,8 @@ def write_project_boldigger(project_name: str, out: str | Path, library_path: st
     """The table for every barcode of a project (its specimens' longest reads), against ``library_path``."""
     from sqlalchemy import select
 
-    from clibd_core.library.search import Query, identify
+    from clibd_core.library.identification import Query
+    from clibd_core.library.search import identify
     from clibd_core.projects.db import ProjectError, session_scope
     from clibd_core.projects.registry import get_project
     from clibd_core.projects.schema import QueryItem, Specimen

@@ -11,7 +11,7 @@ from clibd_core.taxonomy import RANKS
 from clibd_core.ui.figures import barcode_stripe, stripe_html
 
 if TYPE_CHECKING:
-    from clibd_core.library.search import Identification
+    from clibd_core.library.identification import Identification
 
 LINEAGE_HEADERS = ["rank", "name", "confidence", "vote share"]
 NEIGHBOUR_HEADERS = ["#", "id", *RANKS, "similarity", "identity %"]
@@ -39,7 +39,7 @@ def neighbour_rows(result: Identification) -> list[list]:
 
 
 def headline_markdown(result: Identification) -> str:
-    from clibd_core.library.search import CONFIDENT, NOVEL_MESSAGE
+    from clibd_core.library.naming import CONFIDENT, NOVEL_MESSAGE
 
     if result.error:
         return f"### ⚠️ {result.query_id}: {result.error}"

@@ -136,14 +136,14 @@ def router() -> APIRouter:
     async def identify_barcodes(request: Request) -> dict:
         from starlette.concurrency import run_in_threadpool
 
-        from clibd_core.library.search import Query
+        from clibd_core.library.identification import Query
 
         pairs = await _barcodes_from(request)
         return await run_in_threadpool(_identify, [Query(i, barcode=s) for i, s in pairs])
 
     @api.post("/identify/images", summary="identify photos (multipart files)")
     def identify_images(files: Annotated[list[UploadFile], File()]) -> dict:
-        from clibd_core.library.search import Query
+        from clibd_core.library.identification import Query
 
         if len(files) > MAX_IMAGES:
             raise HTTPException(413, f"{len(files)} photos in one request, more than {MAX_IMAGES}: split them")

@@ -14,7 +14,7 @@ from clibd_core.data.uploads import collect_inputs
 from clibd_core.ui.session import USER_ERRORS, open_pair
 
 if TYPE_CHECKING:
-    from clibd_core.library.search import Identification
+    from clibd_core.library.identification import Identification
 
 BATCH_CHUNK = 128
 

@@ -1,0 +1,206 @@
+"""The policy for naming: how the evidence becomes the names a lab may publish.
+
+The winner's vote share and the best score go through a logistic model fitted per rank on the library
+itself (library/calibration.py) to give the confidence shown to the user. Then the honesty rules:
+- a deeper rank is never more confident than the one above it;
+- every rank is capped at ``UNSUPPORTED_CAP`` (with the reason) when the library could not be
+  calibrated, when the query lies outside the library's domain (library/domain.py) or when its evidence
+  is weaker than any the calibration saw;
+- a second logistic model on the best identity (or similarity) flags queries whose species is probably
+  absent from the library, as does an identity below the named species' own spread; those are answered
+  by models fitted on absent species and never named at species;
+- the deepest rank whose confidence reaches ``CONFIDENT`` (with every rank above it too) is the headline.
+An image and a barcode of one specimen are combined rank by rank (:func:`combine`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from clibd_core.library.domain import distances
+from clibd_core.library.evidence import (
+    BIN_IDENTITY,
+    Evidence,
+    lineages,
+    logistic,
+    novelty_features,
+    rank_features,
+    rank_votes,
+)
+from clibd_core.library.identification import BinCall, Identification, Neighbour, RankCall
+from clibd_core.library.store import Library
+from clibd_core.taxonomy import MISSING, RANKS
+
+CONFIDENT = 0.8  # a rank is stated (deepest_rank) when its calibrated confidence reaches this
+EMBEDDING_ONLY = "dna->dna:embedding"  # calibration of barcode answers without alignment
+NOVEL_MESSAGE = "no close reference: possibly undescribed, or a species missing from the library"
+OUT_OF_DOMAIN_MESSAGE = (
+    "this query is unlike anything in the library (far outside where its references' features lie): "
+    "its model was probably never trained on such data, so no rank is stated"
+)
+UNSUPPORTED_CAP = 0.3  # the most confidence any rank keeps when the calibration cannot back it
+
+
+def answer(evidence: Evidence, library: Library, pair: str, features: np.ndarray | None = None) -> Identification:
+    """Per-rank calls, confidence, novelty and deepest rank from the evidence of one query; ``features``
+    (a barcode's embedding, an image's backbone features) are checked against the library's domain."""
+    if pair == "dna->dna" and evidence.identities is None:
+        pair = EMBEDDING_ONLY
+    calibration = library.facts.get("calibration", {}).get(pair, {})
+    result = Identification(query_id="")
+    if not len(evidence.rows):
+        result.error = "no reference in the library to compare with"
+        return result
+    novelty_model = calibration.get("novelty")
+    if novelty_model:
+        # Libraries calibrated before the model named its features used similarity [, identity].
+        names = novelty_model.get("features", ["similarity", "identity"][: len(novelty_model["coef"])])
+        result.novelty = logistic(novelty_model, novelty_features(evidence, names))
+        result.novel = result.novelty >= novelty_model["threshold"]
+    votes = rank_votes(evidence, lineages(library))
+    outside = outside_species_spread(evidence, votes, library, calibration)
+    if outside:
+        result.novel = True
+        result.warnings.append(outside)
+    models = calibration.get("ranks", {})
+    if result.novel:  # the species is probably absent: confidence as measured on absent species
+        models = {**models, **calibration.get("ranks_if_novel", {})}
+    for rank, (name, share) in votes.items():
+        model = models.get(rank)
+        confidence = logistic(model, rank_features(share, evidence)) if model else share
+        result.ranks[rank] = RankCall(name, confidence, share)
+    limits = confidence_limits(evidence, library, pair, features, calibration)
+    if limits:
+        result.warnings += limits
+        for call in result.ranks.values():
+            call.confidence = min(call.confidence, UNSUPPORTED_CAP)
+    make_monotone(result.ranks)
+    result.deepest_rank = deepest_confident_rank(result.ranks, result.novel)
+    # Ids are read one by one: a column of millions of distinct ids is not made into Python strings
+    # (and a gather over the column's many Arrow chunks costs ~6 ms a query at 5M records).
+    ids = library.metadata["id"].array
+    names = {rank: library.column(rank) for rank in (*RANKS, "bin")}
+    result.neighbours = [
+        Neighbour(
+            int(row),
+            str(ids[int(row)]),
+            {rank: str(names[rank][row]) for rank in names},
+            float(similarity),
+            None if evidence.identities is None else float(evidence.identities[i]),
+        )
+        for i, (row, similarity) in enumerate(zip(evidence.rows, evidence.similarities, strict=True))
+    ]
+    result.bin = nearest_bin(result.neighbours)
+    return result
+
+
+def outside_species_spread(evidence: Evidence, votes: dict, library: Library, calibration: dict) -> str:
+    """Why the species voted for cannot be named (empty when it can): the query's best identity to it is
+    below BOLD's BIN threshold or below the species' own spread in the library (calibration.py)."""
+    floors = calibration.get("species_identity_floor")
+    if floors is None or evidence.identities is None or "species" not in votes:
+        return ""
+    name = votes["species"][0]
+    members = library.column("species")[evidence.rows] == name
+    best = float(evidence.identities[members].max())
+    floor = max(floors.get(name, BIN_IDENTITY), BIN_IDENTITY)
+    if best >= floor:
+        return ""
+    return f"{best:.1f} % identity to {name} is below its own spread in this library ({floor:.1f} %): species not named"
+
+
+def confidence_limits(
+    evidence: Evidence, library: Library, pair: str, features: np.ndarray | None, calibration: dict
+) -> list[str]:
+    """Why the calibrated confidences cannot be trusted for this query (empty when they can): a library
+    too small or uniform to calibrate, a query outside the library's domain, or evidence weaker than any
+    the calibration saw (the logistic models would extrapolate)."""
+    if "ranks" not in calibration:
+        reason = calibration.get("fallback", "it was built before calibration existed")
+        return [f"this library could not be calibrated ({reason}): no rank is stated with confidence"]
+    domain = library.facts.get("domain", {}).get(pair.split("->")[0])
+    if domain and features is not None and distances(domain, features)[0] > domain["threshold"]:
+        return [OUT_OF_DOMAIN_MESSAGE]
+    floor = calibration.get("support", {}).get("min_score")
+    if floor is not None and evidence.top_score() < floor:
+        aligned = evidence.identities is not None
+        score = f"{100 * evidence.top_score():.1f} % identity" if aligned else f"similarity {evidence.top_score():.2f}"
+        return [f"the closest reference ({score}) is further than any the calibration saw: no rank is supported"]
+    return []
+
+
+def make_monotone(ranks: dict[str, RankCall]) -> None:
+    """A deeper call is right only if the one above it is (one lineage path): its confidence never
+    exceeds its parent's."""
+    ceiling = 1.0
+    for rank in RANKS:
+        if rank in ranks:
+            ranks[rank].confidence = ceiling = min(ranks[rank].confidence, ceiling)
+
+
+def nearest_bin(neighbours: Sequence[Neighbour]) -> BinCall | None:
+    """The BIN of the closest aligned reference that has one, and whether the query lies inside it
+    (identity within BOLD's 2.2 % BIN threshold)."""
+    for neighbour in neighbours:
+        name = neighbour.lineage.get("bin", MISSING)
+        if neighbour.identity is not None and name not in (MISSING, "", "None", "nan"):
+            return BinCall(name, neighbour.identity, neighbour.identity >= BIN_IDENTITY)
+    return None
+
+
+def deepest_confident_rank(ranks: dict[str, RankCall], novel: bool) -> str | None:
+    """The deepest rank reaching ``CONFIDENT`` with every rank above it; never species for a novel query."""
+    deepest = None
+    for rank in RANKS:
+        call = ranks.get(rank)
+        if call is None or call.confidence < CONFIDENT or (novel and rank == "species"):
+            break
+        deepest = rank
+    return deepest
+
+
+def combine(image: Identification, barcode: Identification) -> Identification:
+    """One answer for an image and a barcode of the same specimen, and where they agree.
+
+    Per rank, treating the two as independent experts with a flat prior: if they name the same taxon
+    its confidence becomes c1·c2 / (c1·c2 + (1-c1)(1-c2)); if they differ, the more confident wins
+    with c_w(1-c_l) / (c_w(1-c_l) + c_l(1-c_w)). Novelty is the barcode's: a photo cannot tell a
+    missing species from a look-alike as an alignment can.
+    """
+    combined = Identification(query_id=barcode.query_id, query_type="image+barcode")
+    agree, disagree = [], []
+    for rank in RANKS:
+        a, b = barcode.ranks.get(rank), image.ranks.get(rank)
+        if a is None or b is None:
+            if a or b:
+                combined.ranks[rank] = a or b
+            continue
+        ca, cb = _clip(a.confidence), _clip(b.confidence)
+        if a.name == b.name:
+            agree.append(rank)
+            confidence = ca * cb / (ca * cb + (1 - ca) * (1 - cb))
+            combined.ranks[rank] = RankCall(a.name, confidence, max(a.vote_share, b.vote_share))
+        else:
+            disagree.append(f"{rank} (barcode: {a.name} {a.confidence:.2f}; image: {b.name} {b.confidence:.2f})")
+            win, lose = (a, b) if ca >= cb else (b, a)
+            cw, cl = _clip(win.confidence), _clip(lose.confidence)
+            combined.ranks[rank] = RankCall(win.name, cw * (1 - cl) / (cw * (1 - cl) + cl * (1 - cw)), win.vote_share)
+    combined.novel, combined.novelty = barcode.novel, barcode.novelty  # identity decides species novelty
+    make_monotone(combined.ranks)
+    combined.deepest_rank = deepest_confident_rank(combined.ranks, combined.novel)
+    combined.neighbours, combined.bin = barcode.neighbours, barcode.bin
+    combined.embedding, combined.key_modality = barcode.embedding, barcode.key_modality
+    combined.warnings = [w for w in (*barcode.warnings, *image.warnings) if w != NOVEL_MESSAGE]
+    combined.warnings += [NOVEL_MESSAGE] if combined.novel else []
+    combined.parts = {"barcode": barcode, "image": image}
+    if not disagree:
+        combined.agreement = "image and barcode agree at every rank" if agree else ""
+    else:
+        combined.agreement = (f"agree at {', '.join(agree)}; " if agree else "") + "disagree at " + "; ".join(disagree)
+    return combined
+
+
+def _clip(confidence: float) -> float:
+    return min(max(confidence, 1e-4), 1 - 1e-4)
