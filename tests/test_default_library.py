@@ -177,3 +177,60 @@ def test_cli_identify_answers_from_the_default_library_without_flags(default_pai
 def test_a_run_directory_is_accepted_where_a_model_is(tmp_path):
     shutil.copytree(DEMO_MODEL, tmp_path / "run" / "best")
     assert load_model(tmp_path / "run", device="cpu").fingerprint == load_model(DEMO_MODEL, device="cpu").fingerprint
+
+
+def test_a_species_the_references_cannot_back_is_not_named(bold_records, tmp_path):
+    """Real BOLD records: a species whose BIN also holds another name is not named (unless the other
+    name is a stray: 21 "Aedes albopictus" in the Aedes aegypti BIN); nor is one whose genus the
+    checklist says the library holds only in part. `clibd checklist` attaches the list and shows coverage."""
+    from clibd_core.library.coverage import CHECKLIST_FILE
+
+    def pick(species, count, bin_name=None):
+        chosen = [r for r in bold_records if r.taxonomy.species == species and bin_name in (None, r.taxonomy.bin)]
+        return chosen[:count]
+
+    arge = pick("Arge ustulata", 30, "BOLD:AAC4292") + pick("Arge ciliaris", 30, "BOLD:AAC4292")
+    aedes = pick("Aedes aegypti", 60, "BOLD:AEI9358") + pick("Aedes albopictus", 2, "BOLD:AEI9358")
+    condica = pick("Condica illecta", 30) + pick("Condica imitata", 30)  # Condica aroana left out
+    references = [r for i, r in enumerate(arge + aedes + condica) if i % 5]  # every fifth record is a query
+    queries = [
+        r for i, r in enumerate(arge + aedes + condica) if not i % 5 and r.taxonomy.species != "Aedes albopictus"
+    ]
+    model = load_model(DEFAULT_MODEL, device="cpu")
+    library = build_library(model, references, tmp_path / "lib")
+
+    def answers():
+        results = identify(Library.open(library.path), model, [Query(r.id, barcode=r.barcode) for r in queries])
+        return {r.id: (r, result) for r, result in zip(queries, results, strict=True)}
+
+    condica_named = 0
+    for record, result in answers().values():
+        genus = record.taxonomy.genus
+        if genus == "Arge":  # a BIN of two names
+            assert result.deepest_rank == "genus" and result.ranks["genus"].name == "Arge"
+            assert any("BOLD:AAC4292 also holds" in w and "species not named" in w for w in result.warnings)
+        elif genus == "Aedes":  # two stray "albopictus" records do not make the aegypti BIN shared
+            assert result.ranks["species"].name == "Aedes aegypti"
+            assert not any("also holds" in w for w in result.warnings)
+        else:  # Condica is complete, as far as anyone knows yet
+            condica_named += result.deepest_rank == "species" and result.ranks["species"].name == record.taxonomy.species
+    assert condica_named >= 8  # of 12
+    checklist = tmp_path / "checklist.tsv"
+    checklist.write_text(
+        "scientificName\ttaxonRank\nCondica illecta\tspecies\nCondica imitata\tspecies\nCondica aroana\tspecies\n"
+        "Condica\tgenus\nAedes aegypti\tspecies\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "clibd_core.cli", "checklist", str(library.path), str(checklist)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "3 of 4 species held; 1 of 2 genera complete" in done.stdout and "Condica: 2 of 3" in done.stdout
+    assert (library.path / CHECKLIST_FILE).is_file()
+    for record, result in answers().values():
+        if record.taxonomy.genus == "Condica":  # Condica aroana may share the barcode: genus only
+            assert result.deepest_rank == "genus" and result.ranks["genus"].name == "Condica"
+            assert any(
+                "checklist expects 1 species of this genus" in w and "Condica aroana" in w for w in result.warnings
+            )
+        elif record.taxonomy.genus == "Aedes":  # the checklist's Aedes are all held
+            assert not any("checklist" in w for w in result.warnings)

@@ -94,30 +94,45 @@ def test_the_photo_recipe_fine_tunes_the_backbone_and_names_held_out_photos(labe
 
 
 @pytest.mark.slow
-def test_a_photo_run_read_started_aborted_and_resumed_from_the_train_tab(labels, app_url, home, tmp_path):
-    tree = species_tree(labels, tmp_path / "photos", 12, 3)
+def test_a_first_small_set_is_read_trained_aborted_resumed_and_used_from_the_train_tab(labels, app_url, home, tmp_path):
+    """A lab's first reference set: 6 photos of each of 3 species, far below the recipe's batch of 32.
+    The read step says what the set allows, the recipe adapts to it, and the model names held-out photos."""
+    tree = species_tree(labels, tmp_path / "photos", 6, 3)
     archive = tmp_path / "photos.zip"
     with zipfile.ZipFile(archive, "w") as bundle:
         for file in tree.rglob("*.jpg"):
             bundle.write(file, str(file.relative_to(tree)))
     client = Client(app_url, verbose=False)
     note, table, data, modalities = client.predict(handle_file(str(archive)), "", api_name="/read_photos")
-    assert "36 photos of 3 species" in note and modalities == ["image", "text"]
-    assert sorted(row[1] for row in table["data"]) == [12, 12, 12]
-    form = [data, "lite", ["image", "text"], 3, 4, None, [], None]
+    assert "18 photos of 3 species" in note and modalities == ["image", "text"]
+    assert "3 photos validate (early stopping), 15 train" in note and "batches of 8" in note
+    assert sorted(row[1] for row in table["data"]) == [6, 6, 6]
+    form = [data, "lite", ["image", "text"], None, None, None, ["text_backbone"], None]  # the recipe as it is
     while "running" in client.predict(api_name="/train_progress")[0]:
         time.sleep(1)  # a job of another test
-    assert "started **photo-run**" in client.predict("photo-run", *form, api_name="/train_start")
+    assert "started **first-set**" in client.predict("first-set", *form, api_name="/train_start")
     deadline = time.time() + 120
     while "step 0 of" in (text := client.predict(api_name="/train_progress")[0]) or "step" not in text:
-        assert time.time() < deadline, text
+        assert time.time() < deadline and "failed" not in text, text
         time.sleep(1)
     client.predict(api_name="/train_abort")
     while "cancelled" not in (text := client.predict(api_name="/train_progress")[0]):
         assert time.time() < deadline, text
         time.sleep(1)
-    assert "resumed **photo-run**" in client.predict(api_name="/train_resume")
+    assert "resumed **first-set**" in client.predict(api_name="/train_resume")
     while ": finished" not in (text := client.predict(api_name="/train_progress")[0]):
-        assert time.time() < deadline + 240 and "failed" not in text and "crashed" not in text, text
+        assert time.time() < deadline + 600 and "failed" not in text and "crashed" not in text, text
         time.sleep(2)
-    assert (home / "runs" / "photo-run" / "best" / "config.json").is_file()
+    run = home / "runs" / "first-set"
+    assert json.loads((run / "train_config.json").read_text())["batch_size"] == 32  # the recipe's, then fitted
+    notes = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any(m.get("type") == "note" and "batches of 8" in m["note"] for m in notes)
+    client.predict(str(run), data, "first-set-library", api_name="/use_model")
+    held_out = [
+        (name, LEEDS / group["file"].iloc[8]) for name, group in list(labels.groupby("species"))[:3]
+    ]  # never trained on
+    named = 0
+    for species, photo in held_out:
+        outputs = client.predict([handle_file(str(photo))], "", None, 10, "", "", "auto", api_name="/identify")
+        named += species in outputs[0]
+    assert named >= 2, outputs[0]

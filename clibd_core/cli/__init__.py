@@ -376,6 +376,31 @@ def _recalibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checklist(args: argparse.Namespace) -> int:
+    from clibd_core.library.coverage import attach_checklist, coverage_summary
+    from clibd_core.library.store import Library, LibraryError
+
+    try:
+        summary = attach_checklist(args.library, args.file) if args.file else coverage_summary(
+            Library.open(args.library, with_indexes=False)
+        )  # fmt: skip
+    except (LibraryError, OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if summary["checklist"] is None:
+        print(f"{args.library} has no checklist: give one (clibd checklist {args.library} CHECKLIST.csv)")
+        return 0
+    partial = {genus: g for genus, g in summary["genera"].items() if g["held"] < g["expected"]}
+    print(
+        f"checklist {summary['checklist']}: {summary['species_held']:,} of {summary['species_expected']:,} species "
+        f"held; {summary['genera_complete']:,} of {summary['genera_expected']:,} genera complete. Species of the "
+        f"{len(partial):,} genera held in part are not named (a missing relative may share the barcode):"
+    )
+    for genus, g in list(partial.items())[:30]:
+        print(f"  {genus}: {g['held']} of {g['expected']}")
+    return 0
+
+
 def _add_user(args: argparse.Namespace) -> int:
     import getpass
 
@@ -568,6 +593,13 @@ def build_parser() -> argparse.ArgumentParser:
     recalibrator.add_argument("library", help="library directory")
     recalibrator.add_argument("--model", help="model directory (default: the one the library records)")
     recalibrator.set_defaults(run=_recalibrate)
+
+    checklist = commands.add_parser(
+        "checklist", help="attach a checklist of the species expected to a library, or show its coverage"
+    )
+    checklist.add_argument("library", help="library directory")
+    checklist.add_argument("file", nargs="?", help="CSV/TSV with a species or scientificName column (GBIF export)")
+    checklist.set_defaults(run=_checklist)
 
     server = commands.add_parser("serve", help="start the app (as python app.py); beyond loopback it needs logins")
     server.add_argument("--host", default=os.environ.get("CLIBD_HOST", "127.0.0.1"), help="0.0.0.0: the lab network")

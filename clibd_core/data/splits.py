@@ -90,12 +90,18 @@ def _counts(records: list[Record]) -> dict[str, int]:
 
 
 PHOTO_VAL_SHARE = 0.15
+PHOTO_VAL_FROM = 3  # species with fewer photos are all trained on
+
+
+def photo_validation_count(photos: int, val_share: float = PHOTO_VAL_SHARE) -> int:
+    """How many of a species' photos validate: ``val_share`` of them, one at least, none below three."""
+    return max(1, round(val_share * photos)) if photos >= PHOTO_VAL_FROM else 0
 
 
 def assign_photo_splits(records: list[Record], seed: int = 0, val_share: float = PHOTO_VAL_SHARE) -> dict[str, int]:
-    """A lab's labelled photos: every species is trained on. ``val_share`` of each species' records (one
-    at least, for species with three or more) validate; the rest, and records without a species, train.
-    A source's own split column is kept. The user's own held-out photos are the test."""
+    """A lab's labelled photos: every species is trained on; :func:`photo_validation_count` of each
+    species' records validate; the rest, and records without a species, train. A source's own split
+    column is kept. The user's own held-out photos are the test."""
     if any(record.split for record in records):
         return _counts(records)
     rng = random.Random(seed)
@@ -106,8 +112,8 @@ def assign_photo_splits(records: list[Record], seed: int = 0, val_share: float =
             by_species[record.taxonomy.species].append(record)
     for species in sorted(by_species):
         members = sorted(by_species[species], key=lambda r: r.id)
-        if len(members) >= 3:
+        if len(members) >= PHOTO_VAL_FROM:
             rng.shuffle(members)
-            for record in members[: max(1, round(val_share * len(members)))]:
-                record.split = "val"
+        for record in members[: photo_validation_count(len(members), val_share)]:
+            record.split = "val"
     return _counts(records)

@@ -40,7 +40,7 @@ from clibd_core.library.evidence import (
 )
 from clibd_core.library.identity import percent_identity
 from clibd_core.library.kmers import kmer_profiles
-from clibd_core.library.naming import EMBEDDING_ONLY
+from clibd_core.library.naming import EMBEDDING_ONLY, species_not_backed
 from clibd_core.library.search import K_DEFAULT
 from clibd_core.library.store import Library
 from clibd_core.taxonomy import MISSING, RANKS
@@ -48,7 +48,7 @@ from clibd_core.taxonomy import MISSING, RANKS
 PAIRS = (("dna", "dna"), ("image", "image"), ("image", "dna"))
 SAMPLES_PER_CASE = 500
 ABSENT_PRIOR = 0.2  # share of queries whose species is missing from the library, for rank confidence
-MIN_SAMPLES = 20
+MIN_SAMPLES = 12  # a lab's first set: 3 species × 4 photos
 PARTIAL_SHARE = 0.5  # share of barcode self-queries cut to a partial read
 PARTIAL_MIN_FRACTION = 0.6  # the shortest partial read, as a share of the reference (as in training)
 SPREAD_SAMPLE = 300  # members per species aligned to their nearest conspecific
@@ -218,6 +218,8 @@ def _fit_rank(library: Library, samples: list, rank: str, absent_only: bool = Fa
         if truth[row] == MISSING or not len(evidence.rows) or (absent_only and not absent):
             continue
         votes = rank_votes(evidence, table)
+        if rank == "species" and species_not_backed(evidence, votes, library):
+            continue  # never stated, whatever its confidence: it must not teach the species model
         if rank in votes:
             name, share = votes[rank]
             features.append(rank_features(share, evidence))

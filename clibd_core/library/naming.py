@@ -9,6 +9,8 @@ itself (library/calibration.py) to give the confidence shown to the user. Then t
 - a second logistic model on the best identity (or similarity) flags queries whose species is probably
   absent from the library, as does an identity below the named species' own spread; those are answered
   by models fitted on absent species and never named at species;
+- a species whose BIN also carries another name, or whose genus the library's checklist says it holds
+  only in part, is not named (``WITHHELD_CAP``, with the reason): the barcode cannot rule out the other;
 - the deepest rank whose confidence reaches ``CONFIDENT`` (with every rank above it too) is the headline.
 An image and a barcode of one specimen are combined rank by rank (:func:`combine`).
 """
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from clibd_core.library.coverage import bin_rivals, missing_relatives
 from clibd_core.library.domain import distances
 from clibd_core.library.evidence import (
     BIN_IDENTITY,
@@ -41,6 +44,7 @@ OUT_OF_DOMAIN_MESSAGE = (
     "its model was probably never trained on such data, so no rank is stated"
 )
 UNSUPPORTED_CAP = 0.3  # the most confidence any rank keeps when the calibration cannot back it
+WITHHELD_CAP = 0.5  # a species another name may share (BIN, checklist): as likely as not
 
 
 def answer(evidence: Evidence, library: Library, pair: str, features: np.ndarray | None = None) -> Identification:
@@ -64,6 +68,7 @@ def answer(evidence: Evidence, library: Library, pair: str, features: np.ndarray
     if outside:
         result.novel = True
         result.warnings.append(outside)
+    withheld = species_not_backed(evidence, votes, library)
     models = calibration.get("ranks", {})
     if result.novel:  # the species is probably absent: confidence as measured on absent species
         models = {**models, **calibration.get("ranks_if_novel", {})}
@@ -76,6 +81,9 @@ def answer(evidence: Evidence, library: Library, pair: str, features: np.ndarray
         result.warnings += limits
         for call in result.ranks.values():
             call.confidence = min(call.confidence, UNSUPPORTED_CAP)
+    if withheld and "species" in result.ranks:
+        result.warnings.append(withheld)
+        result.ranks["species"].confidence = min(result.ranks["species"].confidence, WITHHELD_CAP)
     make_monotone(result.ranks)
     result.deepest_rank = deepest_confident_rank(result.ranks, result.novel)
     # Ids are read one by one: a column of millions of distinct ids is not made into Python strings
@@ -109,6 +117,33 @@ def outside_species_spread(evidence: Evidence, votes: dict, library: Library, ca
     if best >= floor:
         return ""
     return f"{best:.1f} % identity to {name} is below its own spread in this library ({floor:.1f} %): species not named"
+
+
+def species_not_backed(evidence: Evidence, votes: dict, library: Library) -> str:
+    """Why the species voted for cannot be published (empty when it can), whatever its confidence:
+    the BIN of its closest record also carries another species name that is not a stray mislabel
+    (BOLDigger's flag: the barcode does not separate them), or the library's checklist expects
+    relatives of the genus that the library lacks, any of which may share the barcode
+    (library/coverage.py)."""
+    if "species" not in votes:
+        return ""
+    name = votes["species"][0]
+    members = np.flatnonzero(library.column("species")[evidence.rows] == name)
+    closest = evidence.rows[members[0]] if len(members) else None
+    if closest is not None and "bin" in library.metadata:
+        bin_name = library.column("bin")[closest]
+        rivals = bin_rivals(library, bin_name, name)
+        if rivals:
+            shared = ", ".join(f"{count} {other}" for other, count in list(rivals.items())[:3])
+            return f"its BIN {bin_name} also holds {shared}: the barcode does not separate them, species not named"
+    missing = missing_relatives(library, votes.get("genus", (name.split()[0],))[0])
+    if missing:
+        listed = ", ".join(missing[:3]) + ("…" if len(missing) > 3 else "")
+        return (
+            f"the checklist expects {len(missing)} species of this genus that the library lacks ({listed}): "
+            "one may share this barcode, species not named"
+        )
+    return ""
 
 
 def confidence_limits(
@@ -151,11 +186,14 @@ def nearest_bin(neighbours: Sequence[Neighbour]) -> BinCall | None:
 
 
 def deepest_confident_rank(ranks: dict[str, RankCall], novel: bool) -> str | None:
-    """The deepest rank reaching ``CONFIDENT`` with every rank above it; never species for a novel query."""
+    """The deepest rank reaching ``CONFIDENT`` with every rank above it; never species for a novel query.
+    A rank no reference names (photos filed by species folder only: no order, no family) is passed over."""
     deepest = None
     for rank in RANKS:
         call = ranks.get(rank)
-        if call is None or call.confidence < CONFIDENT or (novel and rank == "species"):
+        if call is None:
+            continue
+        if call.confidence < CONFIDENT or (novel and rank == "species"):
             break
         deepest = rank
     return deepest

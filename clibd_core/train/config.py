@@ -19,7 +19,9 @@ FREEZABLE = ("image_backbone", "text_backbone")
 # backbone fine-tuned (the frozen one holds real photos down), photo augmentation, class-balanced
 # batches, every photo's taxon against all the training taxa (no same-species negatives), a validation
 # share of every species, early stopping.
-DEFAULTS = {"loss": "clibd", "split": "clibd", "balanced": False, "patience": 0, "augment": "clibd"}
+DEFAULTS = {
+    "loss": "clibd", "split": "clibd", "balanced": False, "patience": 0, "augment": "clibd", "validate_every": 1,
+}  # fmt: skip
 
 
 @dataclass
@@ -52,6 +54,7 @@ class TrainConfig:
     balanced: bool | None = None  # class-balanced batches (species drawn equally often)
     patience: int | None = None  # stop after this many validations without improvement (0: never)
     augment: str | None = None  # clibd: the paper's image augmentation; photos: crops, flip, colour jitter
+    validate_every: int | None = None  # epochs between validations (1; a small set: more, train/sizing.py)
 
     def resolved(self) -> TrainConfig:
         """Every unset setting filled: first from the preset's recipe for this kind of data, then from the

@@ -39,6 +39,7 @@ from clibd_core.models.clibd import PRETRAINED_PARTS, CLIBDModel, build_model, l
 from clibd_core.presets import load_preset
 from clibd_core.train.config import TrainConfig
 from clibd_core.train.monitor import RunMonitor
+from clibd_core.train.sizing import fit_to_set
 
 TRAINING_STATE = "training_state.pt"
 TRAIN_SPLITS = ("train", "pretrain")
@@ -188,7 +189,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     except Exception as error:
         if is_main:
             (run_dir / "error.log").write_text(traceback.format_exc())
-            monitor.update(state="failed", last_error=f"{type(error).__name__}: {error}")
+            said = str(error) if isinstance(error, (ValueError, OSError)) else f"the run stopped on an error ({error})"
+            monitor.update(state="failed", last_error=f"{said}; the full report is in {run_dir / 'error.log'}")
         raise
 
 
@@ -206,9 +208,9 @@ def _train(config: TrainConfig, resume: bool, accelerator: Accelerator, monitor:
     world = accelerator.num_processes
     if config.batch_size % world:
         raise ValueError(f"batch size {config.batch_size} does not divide among {world} processes")
+    fitted = fit_to_set(config, len(train_records), world)
+    config = fitted.config
     steps_per_epoch = len(train_records) // config.batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(f"{len(train_records)} training records are fewer than one batch of {config.batch_size}")
     total_steps = config.epochs * steps_per_epoch
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
@@ -235,6 +237,9 @@ def _train(config: TrainConfig, resume: bool, accelerator: Accelerator, monitor:
     monitor.total_steps, monitor.first_step = total_steps, step
     if is_main:
         monitor.update(state="running", step=step, total_steps=total_steps, epoch=step // steps_per_epoch)
+        for note in fitted.notes:
+            monitor.log({"type": "note", "step": step, "note": note})
+            tqdm.write(f"fitted to the set: {note}")
     progress = tqdm(total=total_steps, initial=step, disable=not is_main, desc="training", unit="step", mininterval=1.0)
 
     def checkpoint(name: str, with_state: bool) -> None:
@@ -313,13 +318,15 @@ def _train(config: TrainConfig, resume: bool, accelerator: Accelerator, monitor:
                 checkpoint("last", with_state=True)
             if step >= total_steps:
                 break
-        if step % steps_per_epoch == 0 or step >= total_steps:
-            if is_main:
+        last = step >= total_steps
+        if step % steps_per_epoch == 0 or last:
+            validating = last or (step // steps_per_epoch) % config.validate_every == 0
+            if is_main and validating:
                 model.eval()
                 results = evaluate_records(eval_records, record_encoder(model, cache), config.modalities, "val")
                 score = mean_top1(results)
                 monitor.log({"type": "val", "step": step, "epoch": epoch, "score": score, "results": results})
-                if score > best:
+                if score >= best:  # as good and trained longer: kept
                     best, stale = score, 0
                     _save(run_dir, "best", model, config)
                 else:

@@ -41,6 +41,20 @@ def import_library(upload, path, name, model, fmt, pair, progress=gr.Progress())
     )
 
 
+def checklist_coverage(path: Path) -> str:
+    """How much of its checklist a library holds (`clibd checklist LIBRARY FILE` attaches one)."""
+    from clibd_core.library.coverage import CHECKLIST_FILE, coverage_summary
+    from clibd_core.library.store import Library
+
+    if not (path / CHECKLIST_FILE).is_file():
+        return ""
+    summary = coverage_summary(Library.open(path, with_indexes=False))
+    return (
+        f"{summary['species_held']:,} of {summary['species_expected']:,} species; "
+        f"{summary['genera_complete']:,} of {summary['genera_expected']:,} genera complete"
+    )
+
+
 def library_tables():
     space = workspace()
     libraries = pd.DataFrame(
@@ -55,6 +69,7 @@ def library_tables():
                 "model": (s.get("model_fingerprint") or "")[:12],
                 "created": s.get("created"),
                 "sources": "; ".join(src.get("path", "") for src in s.get("sources", [])),
+                "checklist": checklist_coverage(Path(s["path"])),
                 "error": s.get("error", ""),
             }
             for s in space.libraries()

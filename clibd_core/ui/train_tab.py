@@ -12,7 +12,9 @@ import pandas as pd
 
 from clibd_core.data.uploads import data_root, unpack_tree
 from clibd_core.presets import preset_names
+from clibd_core.train.config import TrainConfig
 from clibd_core.train.jobs import abort_job, command_preview, current_job, resume_job, start_job
+from clibd_core.train.sizing import describe_photo_set
 from clibd_core.ui.figures import loss_figure
 from clibd_core.ui.libraries_tab import activate, import_into_library
 from clibd_core.ui.session import USER_ERRORS, server_path, workspace
@@ -67,9 +69,14 @@ def read_photos(upload, path):
     photos = pd.Series([r.taxonomy.species for r in result.records if r.has_image], dtype=object)
     table = photos.value_counts().rename_axis("species").reset_index(name="photos")
     skipped = [f"{item.row}: {item.reason}" for item in result.skipped] + left_out
+    recipe = TrainConfig(data=str(source), out="", modalities=["image", "text"]).resolved()
+    allows = describe_photo_set(dict(zip(table["species"], table["photos"], strict=True)), recipe)
     note = (
         f"read **{len(photos):,} photos of {len(table):,} species** from `{source}` ({result.format}); "
-        f"{len(skipped):,} left out" + "".join(f"\n- {line}" for line in skipped[:20])
+        f"{len(skipped):,} left out"
+        + "".join(f"\n- {line}" for line in skipped[:20])
+        + ("\n\n**What this set allows with the photo recipe:**" if allows else "")
+        + "".join(f"\n- {line}" for line in allows)
     )
     return note, table, str(source), ["image", "text"]
 

@@ -1,0 +1,131 @@
+"""What a library holds and what it does not: BOLD BINs shared by several species names, and (with a
+checklist of the species expected, a lab's CSV or a GBIF/national checklist export) each genus's
+coverage. Both stop a species name that the references cannot back: the query matches a species, but
+another name shares its BIN, or a relative expected in the region is missing from the library and may
+share the barcode (sister species often do: *Eilema lurideola* / *E. complana*)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from pathlib import Path
+
+from clibd_core.fileio import write_json
+from clibd_core.library.store import Library
+from clibd_core.taxonomy import MISSING
+
+CHECKLIST_FILE = "checklist.json"  # beside CURRENT: it holds for every version of the library
+NO_BIN = {MISSING, "", "None", "nan"}
+BIN_DOMINANCE = 0.95  # a name with this share of its BIN's records is the BIN's name
+NAME_COLUMNS = ("species", "scientificname", "scientific name", "species name", "canonicalname", "name")
+RANK_COLUMNS = ("taxonrank", "rank", "taxon rank")
+
+
+class ChecklistError(ValueError):
+    """A checklist file that cannot be read as one (said in words)."""
+
+
+def bin_names(library: Library) -> dict[str, Counter]:
+    """Each BIN of the library with how many of its records carry each species name (made once per
+    opened library)."""
+    cached = library._columns.get("_bin_names")
+    if cached is None:
+        cached = {}
+        if "bin" in library.metadata:
+            for bin_name, species in zip(library.column("bin"), library.column("species"), strict=True):
+                if bin_name not in NO_BIN and species != MISSING:
+                    cached.setdefault(bin_name, Counter())[species] += 1
+        library._columns["_bin_names"] = cached
+    return cached
+
+
+def bin_rivals(library: Library, bin_name: str, species: str) -> dict[str, int]:
+    """The other names in ``species``'s BIN that the barcode cannot rule out: every other name, unless
+    ``species`` holds ``BIN_DOMINANCE`` of the BIN's records (the rest are then probably mislabelled, as
+    21 *Aedes albopictus* among 2,349 *A. aegypti* records are)."""
+    names = bin_names(library).get(bin_name)
+    if not names or len(names) < 2:
+        return {}
+    if names[species] >= BIN_DOMINANCE * sum(names.values()):
+        return {}
+    return {name: count for name, count in names.most_common() if name != species}
+
+
+def read_checklist(path: str | Path) -> dict[str, set[str]]:
+    """Species expected, by genus, from a CSV or TSV with a species (or scientificName) column; rows of
+    another rank (a taxonRank column) and names that are not binomials are left out."""
+    text = Path(path).read_text(encoding="utf-8-sig", errors="replace")
+    try:
+        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel_tab if "\t" in text[:4096] else csv.excel
+    rows = list(csv.DictReader(io.StringIO(text), dialect=dialect))
+    header = {name.strip().lower(): name for name in (rows[0].keys() if rows else []) if name}
+    name_column = next((header[c] for c in NAME_COLUMNS if c in header), None)
+    if name_column is None:
+        raise ChecklistError(f"{path}: no species column (expected one of: species, scientificName)")
+    rank_column = next((header[c] for c in RANK_COLUMNS if c in header), None)
+    expected: dict[str, set[str]] = {}
+    for row in rows:
+        if rank_column and (row.get(rank_column) or "species").strip().lower() != "species":
+            continue
+        words = (row.get(name_column) or "").split()
+        if len(words) >= 2 and words[0][:1].isupper() and words[1].islower():
+            expected.setdefault(words[0], set()).add(f"{words[0]} {words[1]}")
+    if not expected:
+        raise ChecklistError(f"{path}: no species names (genus and epithet) found")
+    return expected
+
+
+def attach_checklist(library_path: str | Path, checklist: str | Path) -> dict:
+    """Store the checklist with the library (atomically); returns its coverage summary."""
+    expected = read_checklist(checklist)
+    genera = {genus: sorted(species) for genus, species in sorted(expected.items())}
+    write_json(Path(library_path) / CHECKLIST_FILE, {"source": str(checklist), "genera": genera})
+    return coverage_summary(Library.open(library_path, with_indexes=False))
+
+
+def checklist_of(library: Library) -> dict[str, set[str]] | None:
+    """The library's checklist by genus (None without one), read once per opened library."""
+    if "_checklist" not in library._columns:
+        file = library.path / CHECKLIST_FILE
+        facts = json.loads(file.read_text()) if file.is_file() else None
+        library._columns["_checklist"] = {g: set(s) for g, s in facts["genera"].items()} if facts else None
+    return library._columns["_checklist"]
+
+
+def missing_relatives(library: Library, genus: str) -> list[str]:
+    """The checklist's species of ``genus`` that the library holds no record of."""
+    expected = (checklist_of(library) or {}).get(genus)
+    if not expected:
+        return []
+    held = _held_species(library)
+    return sorted(expected - held)
+
+
+def _held_species(library: Library) -> set[str]:
+    if "_held_species" not in library._columns:
+        library._columns["_held_species"] = set(library.column("species")) - {MISSING}
+    return library._columns["_held_species"]
+
+
+def coverage_summary(library: Library) -> dict:
+    """How much of the checklist the library holds: genera and species, in all and per genus."""
+    checklist = checklist_of(library)
+    if checklist is None:
+        return {"checklist": None}
+    held = _held_species(library)
+    genera = {
+        genus: {"expected": len(species), "held": len(species & held)} for genus, species in sorted(checklist.items())
+    }
+    expected = sum(g["expected"] for g in genera.values())
+    return {
+        "checklist": json.loads((library.path / CHECKLIST_FILE).read_text())["source"],
+        "species_expected": expected,
+        "species_held": sum(g["held"] for g in genera.values()),
+        "genera_expected": len(genera),
+        "genera_complete": sum(g["held"] == g["expected"] for g in genera.values()),
+        "genera": genera,
+    }
