@@ -1,8 +1,11 @@
 """Who may use a served app, and which server paths a request may name.
 
 Users live in a file of ``name:pbkdf2_sha256$iterations$salt$hash`` lines (``clibd add-user FILE NAME``
-writes one; passwords are never stored). The app asks for a login through Gradio's own ``auth`` whenever
-it is bound beyond the loopback interface, and refuses to start there without users.
+writes one; passwords are never stored). A pipeline's token for the JSON API is a ``name#token`` line
+(``clibd add-token FILE NAME`` prints the token once and keeps only its SHA-256: it is 256 random bits,
+so no slow hash is needed); a token is never a password for the page. The app asks for a login through
+Gradio's own ``auth`` whenever it is bound beyond the loopback interface, and refuses to start there
+without users.
 
 Server paths typed into the app (library import, training data, checkpoints, run directories) are
 resolved, symlinks included, and must lie inside a root the operator allows: the workspace and the
@@ -23,6 +26,8 @@ from clibd_core.reference import REFERENCE_DB
 
 ITERATIONS = 200_000
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+TOKEN_SUFFIX = "#token"  # a users-file entry holding a name's API token
+TOKEN_SCHEME = "token_sha256"
 
 
 class AccessError(ValueError):
@@ -61,14 +66,41 @@ def read_users(path: str | Path) -> dict[str, str]:
 
 def add_user(path: str | Path, name: str, password: str) -> None:
     """Add or replace one user (the file is rewritten atomically, readable by its owner only)."""
-    if not name or ":" in name or len(password) < 8:
-        raise AccessError("a user name without ':' and a password of at least 8 characters are needed")
+    if len(password) < 8:
+        raise AccessError("a password of at least 8 characters is needed")
+    _store(path, _checked_name(name), hash_password(password))
+
+
+def add_token(path: str | Path, name: str) -> str:
+    """A new API token for ``name`` (replacing the last one), returned once: only its digest is kept."""
+    token = secrets.token_urlsafe(32)
+    _store(path, _checked_name(name) + TOKEN_SUFFIX, f"{TOKEN_SCHEME}$1$${hashlib.sha256(token.encode()).hexdigest()}")
+    return token
+
+
+def token_user(path: str | Path, token: str) -> str | None:
+    """Whose token this is, or None."""
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    for name, stored in read_users(path).items():
+        scheme, _, _, kept = stored.split("$")
+        if scheme == TOKEN_SCHEME and name.endswith(TOKEN_SUFFIX) and hmac.compare_digest(kept, digest):
+            return name.removesuffix(TOKEN_SUFFIX)
+    return None
+
+
+def _checked_name(name: str) -> str:
+    if not name or ":" in name or TOKEN_SUFFIX[0] in name:
+        raise AccessError(f"a user name is needed, without ':' or '{TOKEN_SUFFIX[0]}'")
+    return name
+
+
+def _store(path: str | Path, name: str, stored: str) -> None:
     path = Path(path)
     users = read_users(path) if path.exists() else {}
-    users[name] = hash_password(password)
+    users[name] = stored
     with atomic_file(path) as temporary:
         temporary.chmod(0o600)
-        temporary.write_text("".join(f"{user}:{stored}\n" for user, stored in users.items()))
+        temporary.write_text("".join(f"{user}:{kept}\n" for user, kept in users.items()))
 
 
 def authenticator(path: str | Path):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -98,7 +100,7 @@ def test_hostile_bodies_are_answered_in_words(api):
 
 
 def test_beyond_loopback_the_api_needs_a_login(tmp_path, monkeypatch):
-    from clibd_core.access import add_user
+    from clibd_core.access import add_user, authenticator
 
     users = tmp_path / "users.txt"
     add_user(users, "ana", "correct horse battery")
@@ -114,5 +116,16 @@ def test_beyond_loopback_the_api_needs_a_login(tmp_path, monkeypatch):
         right = {"authorization": "Basic " + b64encode(b"ana:correct horse battery").decode()}
         status, answer = post(url + "/api/v1/identify/barcodes", body, "application/json", right)
         assert status == 200 and answer["results"][0]["name"]
+        token = subprocess.run(
+            [sys.executable, "-m", "clibd_core.cli", "add-token", str(users), "lims"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        assert token and token not in users.read_text()  # only its digest is kept
+        bearer = {"authorization": f"Bearer {token}"}
+        assert post(url + "/api/v1/identify/barcodes", body, "application/json", bearer)[0] == 200
+        forged = {"authorization": f"Bearer {token[:-2]}xx"}
+        assert post(url + "/api/v1/identify/barcodes", body, "application/json", forged)[0] == 401
+        page_login = authenticator(users)  # a token is never a password for the page
+        assert not page_login("lims#token", token) and not page_login("lims", token)
     finally:
         server.should_exit = True

@@ -213,7 +213,9 @@ def test_a_species_the_references_cannot_back_is_not_named(bold_records, tmp_pat
             assert result.ranks["species"].name == "Aedes aegypti"
             assert not any("also holds" in w for w in result.warnings)
         else:  # Condica is complete, as far as anyone knows yet
-            condica_named += result.deepest_rank == "species" and result.ranks["species"].name == record.taxonomy.species
+            condica_named += (
+                result.deepest_rank == "species" and result.ranks["species"].name == record.taxonomy.species
+            )
     assert condica_named >= 8  # of 12
     checklist = tmp_path / "checklist.tsv"
     checklist.write_text(
@@ -226,11 +228,13 @@ def test_a_species_the_references_cannot_back_is_not_named(bold_records, tmp_pat
     )  # fmt: skip
     assert "3 of 4 species held; 1 of 2 genera complete" in done.stdout and "Condica: 2 of 3" in done.stdout
     assert (library.path / CHECKLIST_FILE).is_file()
+    condica_withheld = 0
     for record, result in answers().values():
-        if record.taxonomy.genus == "Condica":  # Condica aroana may share the barcode: genus only
-            assert result.deepest_rank == "genus" and result.ranks["genus"].name == "Condica"
-            assert any(
+        if record.taxonomy.genus == "Condica":  # Condica aroana may share the barcode: genus at most
+            assert result.deepest_rank != "species"
+            condica_withheld += result.deepest_rank == "genus" and any(
                 "checklist expects 1 species of this genus" in w and "Condica aroana" in w for w in result.warnings
             )
         elif record.taxonomy.genus == "Aedes":  # the checklist's Aedes are all held
             assert not any("checklist" in w for w in result.warnings)
+    assert condica_withheld >= 8  # of 12 (a damaged read is placed at no rank at all)

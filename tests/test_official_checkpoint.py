@@ -12,8 +12,11 @@ import http.server
 import json
 import re
 import threading
+import time
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import timm
 import torch
@@ -245,3 +248,40 @@ def test_offline_the_fetch_says_so_with_the_manual_steps(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
     with pytest.raises(HubUnavailableError, match="clibd import-checkpoint"):
         fetch_official_model(DEFAULT_RELEASE, tmp_path / "clibd")
+
+
+def test_the_official_model_builds_a_bold_library_that_matches_photos_to_barcodes(fake_hub, tmp_path):
+    """The chain a new user takes online: fetch the official model, build the BOLD library with it in a
+    background job (status with stages and counts), then a photo is matched to real barcodes, honestly
+    (no labelled photos in the library: nothing stated), and a barcode to barcodes."""
+    from clibd_core.library.build_jobs import current_build, start_build
+    from clibd_core.library.identification import Query
+    from clibd_core.library.naming import PHOTOS_UNMEASURED_MESSAGE
+    from clibd_core.library.search import identify
+    from clibd_core.library.store import Library
+    from clibd_core.reference import DEFAULT_SOURCE
+    from clibd_core.workspace import Workspace
+    from tests.conftest import IMAGES
+
+    space = Workspace(tmp_path / "home")
+    model_dir = fetch_official_model(DEFAULT_RELEASE, space.models_dir / "clibd-official")
+    bold = tmp_path / "bold.tsv"  # the shipped BOLD barcodes, cut to 60 records of 6 species (CPU time)
+    table = pd.read_csv(DEFAULT_SOURCE, sep="\t", dtype=str, keep_default_na=False)
+    table = table[table["species_name"].isin(table["species_name"].value_counts().index[:6])]
+    table.groupby("species_name").head(10).to_csv(bold, sep="\t", index=False)
+    job = start_build(space, model_dir, bold, "bold-official")
+    seen, deadline = set(), time.time() + 480
+    while (job := current_build(space))["running"] or job["status"]["state"] == "starting":
+        assert time.time() < deadline, job["status"]
+        seen.add(job["status"].get("stage"))
+        time.sleep(0.5)
+    assert job["status"]["state"] == "finished", Path(job["work"], "build.log").read_text()[-2000:]
+    assert {"reading records", "calibrating dna→dna confidence"} <= seen and job["status"]["records"] == 60
+    library, model = Library.open(job["out"]), load_model(model_dir, device="cpu")
+    assert "image" not in library.modalities and len(library.metadata) == 60  # barcodes only
+    photo = sorted(require(IMAGES).glob("*.jpg"))[0]
+    barcode = table["nucleotides"].iloc[0]
+    by_photo, by_barcode = identify(library, model, [Query("photo", image=photo), Query("barcode", barcode=barcode)])
+    assert by_photo.key_modality == "dna" and by_photo.neighbours and by_photo.deepest_rank is None
+    assert PHOTOS_UNMEASURED_MESSAGE in by_photo.warnings
+    assert by_barcode.neighbours[0].identity == pytest.approx(100.0)

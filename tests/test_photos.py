@@ -19,6 +19,7 @@ from clibd_core.data.splits import assign_photo_splits
 from clibd_core.data.uploads import data_root, unpack_tree
 from clibd_core.train.config import TrainConfig
 from clibd_core.train.loop import train
+from clibd_core.workspace import Workspace
 from tests.conftest import SHARED, require
 
 LEEDS = SHARED / "data" / "leeds_butterflies"
@@ -127,12 +128,16 @@ def test_a_first_small_set_is_read_trained_aborted_resumed_and_used_from_the_tra
     assert json.loads((run / "train_config.json").read_text())["batch_size"] == 32  # the recipe's, then fitted
     notes = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert any(m.get("type") == "note" and "batches of 8" in m["note"] for m in notes)
+    before = Workspace(home).active()
     client.predict(str(run), data, "first-set-library", api_name="/use_model")
     held_out = [
         (name, LEEDS / group["file"].iloc[8]) for name, group in list(labels.groupby("species"))[:3]
     ]  # never trained on
     named = 0
-    for species, photo in held_out:
-        outputs = client.predict([handle_file(str(photo))], "", None, 10, "", "", "auto", api_name="/identify")
-        named += species in outputs[0]
+    try:
+        for species, photo in held_out:
+            outputs = client.predict([handle_file(str(photo))], "", None, 10, "", "", "auto", api_name="/identify")
+            named += species in outputs[0]
+    finally:
+        Workspace(home).set_active(*before)  # the workspace's active pair, for the tests after this one
     assert named >= 2, outputs[0]

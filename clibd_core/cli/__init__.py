@@ -239,11 +239,14 @@ def _build_library(args: argparse.Namespace) -> int:
 
     from clibd_core.data.sources import SourceStream, UnknownFormatError
     from clibd_core.library.build import build_library
+    from clibd_core.library.build_jobs import StatusWriter
     from clibd_core.library.store import LibraryError
     from clibd_core.models.clibd import load_model
 
     # One process, or those `accelerate launch` started (GPUs, or CPU processes where there is no GPU).
     processes = PartialState(cpu=not torch.cuda.is_available())
+    progress = _progress_bars() if processes.is_main_process else lambda *_: None
+    status = StatusWriter(args.status, also=progress) if args.status and processes.is_main_process else None
     try:
         model = load_model(args.model, device=processes.device)
         # Read as a stream by the main process only: a source of millions is never held whole.
@@ -255,16 +258,20 @@ def _build_library(args: argparse.Namespace) -> int:
             sources=lambda: [stream.facts()],
             name=args.name,
             overwrite=args.overwrite,
-            progress=_progress_bars() if processes.is_main_process else lambda *_: None,
+            progress=status or progress,
             batch_size=args.batch_size,
             processes=processes,
             shard_records=args.shard_records,
             index_memory=int(args.index_memory * 2**30),
         )
     except (LibraryError, UnknownFormatError, OSError, ValueError) as error:
+        if status:
+            status.finish("failed", error=str(error))
         print(f"error: {error}", file=sys.stderr)
         return 2
     if library is not None:  # the main process commits and reports
+        if status:
+            status.finish("finished", library=str(library.path), records=len(library.metadata))
         print(json.dumps(library.summary(), indent=2))
     return 0
 
@@ -418,6 +425,19 @@ def _add_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_token(args: argparse.Namespace) -> int:
+    from clibd_core.access import AccessError, add_token
+
+    try:
+        token = add_token(args.users, args.name)
+    except AccessError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(token)
+    print(f"the JSON API token of {args.name} (shown once; send it as 'Authorization: Bearer TOKEN')", file=sys.stderr)
+    return 0
+
+
 def _summary(path: Path) -> dict:
     from clibd_core.library.store import Library
 
@@ -535,6 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     builder.add_argument(
         "--shard-records", type=int, default=4096, help="records per shard (the unit written, shared out, resumed)"
     )
+    builder.add_argument("--status", help="also record progress (stage, count, elapsed, ETA) in this JSON file")
     builder.set_defaults(run=_build_library)
 
     adder = commands.add_parser("add-to-library", help="append a data source to a library (atomically)")
@@ -611,6 +632,11 @@ def build_parser() -> argparse.ArgumentParser:
     users.add_argument("name")
     users.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     users.set_defaults(run=_add_user)
+
+    tokens = commands.add_parser("add-token", help="a new JSON API token for a user (printed once, stored hashed)")
+    tokens.add_argument("users", help="the users file (created if absent)")
+    tokens.add_argument("name")
+    tokens.set_defaults(run=_add_token)
 
     embed = commands.add_parser("embed", help="embed the barcodes of a FASTA file with a model directory")
     embed.add_argument("--model", required=True)

@@ -44,6 +44,11 @@ OUT_OF_DOMAIN_MESSAGE = (
     "its model was probably never trained on such data, so no rank is stated"
 )
 UNSUPPORTED_CAP = 0.3  # the most confidence any rank keeps when the calibration cannot back it
+PHOTOS_UNMEASURED_MESSAGE = (
+    "the photo was matched to this library's barcodes, but the library holds no labelled photos to measure "
+    "how often such matches are right: the nearest species are shown, no rank is stated with confidence "
+    "(add labelled photos of some of its species to calibrate it)"
+)
 WITHHELD_CAP = 0.5  # a species another name may share (BIN, checklist): as likely as not
 
 
@@ -152,6 +157,8 @@ def confidence_limits(
     """Why the calibrated confidences cannot be trusted for this query (empty when they can): a library
     too small or uniform to calibrate, a query outside the library's domain, or evidence weaker than any
     the calibration saw (the logistic models would extrapolate)."""
+    if "ranks" not in calibration and pair == "image->dna" and "image" not in library.modalities:
+        return [PHOTOS_UNMEASURED_MESSAGE]
     if "ranks" not in calibration:
         reason = calibration.get("fallback", "it was built before calibration existed")
         return [f"this library could not be calibrated ({reason}): no rank is stated with confidence"]

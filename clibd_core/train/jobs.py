@@ -45,7 +45,8 @@ def command_preview(settings: dict, workspace: Workspace, name: str) -> str:
     return shlex.join(["clibd", *train_arguments(settings, workspace.runs_dir / safe_name(name or "run"))])
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a job's process still runs (a finished child is reaped, not counted)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -67,7 +68,7 @@ def current_job(workspace: Workspace) -> dict | None:
     run_dir = Path(job["run_dir"])
     job["status"] = read_status(run_dir) or {"state": "starting"}
     # a job that wrote its final state has saved everything and is only exiting
-    job["running"] = _alive(job["pid"]) and job["status"].get("state") not in FINAL_STATES
+    job["running"] = process_alive(job["pid"]) and job["status"].get("state") not in FINAL_STATES
     if not job["running"] and job["status"].get("state") in ("starting", "running"):
         job["status"]["state"] = "crashed"
         job["status"]["last_error"] = job["status"].get("last_error") or f"the process ended; see {job['log']}"

@@ -28,17 +28,16 @@ class SetFit:
 
 
 def fit_to_set(config: TrainConfig, n_train: int, processes: int = 1) -> SetFit:
-    """``config`` with batch, epochs and validation interval adapted to ``n_train`` training records; unchanged
-    (and no notes) when the set fills the recipe's batches."""
+    """``config`` with batch, epochs and validation interval adapted to ``n_train`` training records when
+    they do not fill one of the recipe's batches; unchanged (and no notes) when they do."""
     smallest = max(MIN_BATCH, processes)
     if n_train < smallest:
         raise SetTooSmall(f"{n_train} training records are too few to train: at least {smallest} are needed")
-    notes = []
-    batch = config.batch_size
-    if n_train < batch:
-        batch = 2 ** int(math.log2(n_train))
-        batch -= batch % processes
-        notes.append(f"batches of {batch}: the recipe's {config.batch_size} is more than {n_train} training records")
+    if n_train >= config.batch_size:
+        return SetFit(config, [])
+    batch = 2 ** int(math.log2(n_train))
+    batch -= batch % processes
+    notes = [f"batches of {batch}: the recipe's {config.batch_size} is more than {n_train} training records"]
     steps_per_epoch = n_train // batch
     epochs, every = config.epochs, config.validate_every
     if epochs * steps_per_epoch < MIN_STEPS:

@@ -1,6 +1,6 @@
 """The JSON API beside the page (FastAPI, which Gradio is built on): what a LIMS or a metabarcoding
 pipeline calls over plain HTTP. Versioned under /api/v1, documented at /docs, behind the same logins
-as the page (HTTP basic, checked against the users file) whenever the server has users.
+as the page (HTTP basic, checked against the users file, or a user's token) whenever the server has users.
 
     POST /api/v1/identify/barcodes   {"barcodes": [{"id": "...", "sequence": "..."}]} or a FASTA body
     POST /api/v1/identify/images     multipart files
@@ -19,16 +19,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
-from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from clibd_core.access import read_users, verify_password
+from clibd_core.access import read_users, token_user, verify_password
 from clibd_core.data.uploads import IMAGE_SUFFIXES
 
 MAX_BARCODES = 10_000  # per request
 MAX_BODY = 32 * 1024 * 1024  # bytes of JSON or FASTA
 MAX_IMAGES = 64
 _basic = HTTPBasic(auto_error=False)
+_bearer = HTTPBearer(auto_error=False)
 _verified: dict[str, tuple[float, str]] = {}  # digest of name:password → (users file mtime, name)
 
 
@@ -41,12 +42,23 @@ class BarcodeBatch(BaseModel):
     barcodes: list[Barcode]
 
 
-def login(credentials: Annotated[HTTPBasicCredentials | None, Depends(_basic)]) -> str:
-    """The caller's name: anyone on a server without users (loopback), else a valid login."""
+def login(
+    credentials: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The caller's name: anyone on a server without users (loopback), else a valid login (HTTP basic)
+    or a user's token (``Authorization: Bearer``, from `clibd add-token`)."""
     users = os.environ.get("CLIBD_USERS")
     if not users:
         return ""
-    refused = HTTPException(401, "log in with your name and password (HTTP basic)", {"WWW-Authenticate": "Basic"})
+    refused = HTTPException(
+        401, "log in with your name and password (HTTP basic) or your token (Bearer)", {"WWW-Authenticate": "Basic"}
+    )
+    if bearer is not None and bearer.scheme.lower() == "bearer":
+        name = token_user(users, bearer.credentials)
+        if name is None:
+            raise refused
+        return name
     if credentials is None:
         raise refused
     mtime = Path(users).stat().st_mtime
@@ -72,8 +84,12 @@ def answer_json(result) -> dict:
         "confidence": round(result.ranks[stated].confidence, 4) if stated else None,
         "novel": bool(result.novel),
         "novelty": round(float(result.novelty), 4),
-        "nearest_bin": None if result.bin is None else {
-            "bin": result.bin.name, "identity": round(result.bin.identity, 2), "inside": result.bin.inside,
+        "nearest_bin": None
+        if result.bin is None
+        else {
+            "bin": result.bin.name,
+            "identity": round(result.bin.identity, 2),
+            "inside": result.bin.inside,
         },  # fmt: skip
         "top_identity": result.neighbours[0].identity if result.neighbours else None,
         "warnings": result.warnings,

@@ -11,6 +11,7 @@ import pandas as pd
 
 from clibd_core.data.sources import READERS
 from clibd_core.models.hub import DEFAULT_RELEASE, RELEASES
+from clibd_core.reference import DEFAULT_SOURCE
 from clibd_core.ui.session import USER_ERRORS, pair_banner, server_path, workspace
 from clibd_core.workspace import safe_name
 
@@ -117,6 +118,11 @@ def import_checkpoint(upload, path, name):
     return f"imported into `{out}`: build a library with it below", *library_tables()
 
 
+def newest_official_model() -> str | None:
+    models = [m for m in workspace().models() if Path(m["path"]).name.startswith("clibd-")]
+    return max(models, key=lambda m: Path(m["path"]).stat().st_mtime)["path"] if models else None
+
+
 def fetch_official(release, progress=gr.Progress()):  # noqa: B008 - how Gradio injects progress
     """Libraries → "Get the official CLIBD model": download, verify, import; offline, the manual steps."""
     from clibd_core.models.hub import fetch_official_model
@@ -127,6 +133,55 @@ def fetch_official(release, progress=gr.Progress()):  # noqa: B008 - how Gradio 
     except USER_ERRORS as error:  # HubUnavailableError is an OSError: offline, it says what to do by hand
         raise gr.Error(str(error)) from error
     return f"imported the official CLIBD model into `{out}`: build a library with it below", *library_tables()
+
+
+def start_bold_build(model, name):
+    """ "Build the BOLD library with this model": the shipped BOLD barcodes embedded by ``model`` in a
+    background job (hours on a CPU with the official model; the page can be closed meanwhile)."""
+    from clibd_core.library.build_jobs import describe, start_build
+
+    model = server_path(model)
+    if not model:
+        raise gr.Error("choose the model to build with (e.g. the official CLIBD model, fetched above)")
+    try:
+        job = start_build(workspace(), model, DEFAULT_SOURCE, name or f"bold-{Path(model).name}")
+    except USER_ERRORS as error:
+        raise gr.Error(str(error)) from error
+    return describe({**job, "status": {"state": "starting"}})
+
+
+def build_progress() -> str:
+    from clibd_core.library.build_jobs import current_build, describe
+
+    return describe(current_build(workspace()))
+
+
+def cancel_bold_build() -> str:
+    from clibd_core.library.build_jobs import cancel_build
+
+    if cancel_build(workspace()):
+        return "stopping the build: Resume goes on from what was embedded"
+    return build_progress()
+
+
+def resume_bold_build() -> str:
+    from clibd_core.library.build_jobs import describe, resume_build
+
+    try:
+        job = resume_build(workspace())
+    except USER_ERRORS as error:
+        raise gr.Error(str(error)) from error
+    return describe({**job, "status": {"state": "starting"}})
+
+
+def use_built_library():
+    """Make the finished build's library active with the model that built it."""
+    from clibd_core.library.build_jobs import current_build
+
+    job = current_build(workspace())
+    if not job or job["status"]["state"] != "finished":
+        raise gr.Error("no finished library build to use yet")
+    return activate(job["out"], job["model"])
 
 
 def build(pair: gr.State, banner: gr.Markdown) -> SimpleNamespace:
@@ -152,6 +207,22 @@ def build(pair: gr.State, banner: gr.Markdown) -> SimpleNamespace:
     with gr.Row():
         release = gr.Dropdown(list(RELEASES), value=DEFAULT_RELEASE, label="release")
         fetch = gr.Button("Get the official CLIBD model")
+    gr.Markdown(
+        "### Build the BOLD library with a model\n"
+        "The shipped real BOLD barcodes, embedded by the model you choose (e.g. the official CLIBD model above), "
+        "so that photos are matched to real barcodes. It runs in the background: on a GPU in minutes, on this "
+        "CPU for hours (Refresh shows where it stands; Cancel, then Resume, goes on from what was embedded)."
+    )
+    with gr.Row():
+        build_model = gr.Dropdown(label="model", choices=[], allow_custom_value=True)
+        build_name = gr.Textbox(label="library name (default: bold-MODEL)")
+        build_go = gr.Button("Build the BOLD library with this model")
+    with gr.Row():
+        build_refresh = gr.Button("Refresh", size="sm")
+        build_cancel = gr.Button("Cancel", size="sm")
+        build_resume = gr.Button("Resume", size="sm")
+        build_use = gr.Button("Use it (make active)", size="sm")
+    build_note = gr.Markdown()
     gr.Markdown("### Import an official CLIBD checkpoint (best.pth)")
     with gr.Row():
         checkpoint_upload = gr.File(label="best.pth", type="filepath")
@@ -171,11 +242,21 @@ def build(pair: gr.State, banner: gr.Markdown) -> SimpleNamespace:
         library_model,
         api_name=False,
     )
-    fetch.click(fetch_official, [release], [import_note, *tables], api_name="fetch_official")
+    fetch.click(fetch_official, [release], [import_note, *tables], api_name="fetch_official").then(
+        lambda: gr.update(choices=[m["path"] for m in workspace().models()], value=newest_official_model()),
+        None,
+        build_model,
+        api_name=False,
+    )
+    build_go.click(start_bold_build, [build_model, build_name], build_note, api_name="build_bold")
+    build_refresh.click(build_progress, None, build_note, api_name="build_progress")
+    build_cancel.click(cancel_bold_build, None, build_note, api_name="build_cancel")
+    build_resume.click(resume_bold_build, None, build_note, api_name="build_resume")
+    build_use.click(use_built_library, None, [pair, banner], api_name="build_use")
     checkpoint_go.click(
         import_checkpoint,
         [checkpoint_upload, checkpoint_path, checkpoint_name],
         [import_note, *tables],
         api_name="import_checkpoint",
     )
-    return SimpleNamespace(tables=tables, library_model=library_model)
+    return SimpleNamespace(tables=tables, library_model=library_model, build_model=build_model)

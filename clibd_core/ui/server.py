@@ -61,13 +61,17 @@ def build_app() -> gr.Blocks:
                 *library_tables(),
                 gr.update(choices=models),
                 gr.update(choices=models),
+                gr.update(choices=models, value=libraries_tab.newest_official_model()),
                 *training_progress(),
             )
 
         app.load(
             on_load,
             None,
-            [banner, *library_parts.tables, training.init_from, library_parts.library_model, *training.progress],
+            [
+                banner, *library_parts.tables, training.init_from, library_parts.library_model,
+                library_parts.build_model, *training.progress,
+            ],  # fmt: skip
             api_name=False,
         )
     return app
