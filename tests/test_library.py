@@ -627,10 +627,10 @@ def test_a_freshly_built_library_answers_its_first_explore_from_the_stored_map(t
     assert "drawing the maps" in stages
     assert all(maps.is_drawn(library, view) for view in maps.map_views(library.modalities))
     fitted = []
-    original = maps._umap
-    maps._umap = lambda vectors: fitted.append(len(vectors)) or original(vectors)
+    original = maps._layout
+    maps._layout = lambda vectors: fitted.append(len(vectors)) or original(vectors)
     try:
         table = maps.projection(library, "dna")
     finally:
-        maps._umap = original
+        maps._layout = original
     assert fitted == [] and len(table) == library.indexes["dna"].ntotal

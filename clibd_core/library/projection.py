@@ -1,4 +1,5 @@
-"""A 2-D map of a library's embedding space (UMAP), computed once per library version and stored in it.
+"""A 2-D map of a library's embedding space (UMAP; t-SNE for small ones), computed once per library
+version and stored in it.
 
 Builds and appends draw the maps as their last stage before the commit (library/build.py), so the first
 Explore of a library this app built reads a file; a library built before that gets its map drawn once,
@@ -8,6 +9,7 @@ Libraries above ``MAX_POINTS`` vectors are drawn from a fixed-seed sample of tha
 more points is neither faster to read nor to draw). New queries are placed on the fitted map
 without refitting: at the similarity-weighted mean position of their nearest mapped references,
 which is how UMAP itself initialises new points, and keeps the map stable between queries.
+The files keep their first name (``umap_{view}.parquet``) whichever method drew them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from clibd_core.library.store import Library, LibraryError
 from clibd_core.taxonomy import ALL_RANKS
 
 MAX_POINTS = 10_000  # ~25 s of UMAP on 2 cores, a stage of every build
+TSNE_BELOW = 2_000  # fewer points are laid out by t-SNE (no numba start-up)
 PLACEMENT_NEIGHBOURS = 5
 VIEWS = {"dna": ("dna",), "image": ("image",), "both": ("image", "dna")}
 
@@ -70,7 +73,7 @@ def _draw(library: Library, view: str, cache, progress: Callable[[str], None] | 
         vectors.append(library.vectors(modality)[picked])
         rows.append(library.rows[modality][picked])
         modalities += [modality] * len(picked)
-    coordinates = _umap(np.concatenate(vectors))
+    coordinates = _layout(np.concatenate(vectors))
     metadata = library.metadata
     rows = np.concatenate(rows)
     table = pd.DataFrame(
@@ -88,13 +91,20 @@ def _draw(library: Library, view: str, cache, progress: Callable[[str], None] | 
     return table
 
 
-def _umap(vectors: np.ndarray) -> np.ndarray:
+def _layout(vectors: np.ndarray) -> np.ndarray:
+    """2-D positions: UMAP, or t-SNE below ``TSNE_BELOW`` points. Both keep neighbours together; UMAP's
+    first fit in a process spends ~20 s compiling (numba) whatever the size, t-SNE draws 600 points in
+    2 s, so a small library (a lab's first photo set, a plate) gets its map without the wait."""
+    if len(vectors) < 4:
+        return np.zeros((len(vectors), 2), dtype=np.float32)
+    if len(vectors) < TSNE_BELOW:
+        from sklearn.manifold import TSNE
+
+        tsne = TSNE(perplexity=min(30.0, (len(vectors) - 1) / 3), init="pca", metric="cosine", random_state=0)
+        return tsne.fit_transform(vectors).astype(np.float32)
     import umap
 
-    neighbours = min(15, len(vectors) - 1)
-    if neighbours < 2:
-        return np.zeros((len(vectors), 2), dtype=np.float32)
-    reducer = umap.UMAP(n_neighbors=neighbours, min_dist=0.1, metric="cosine", random_state=0, n_jobs=1)
+    reducer = umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine", random_state=0, n_jobs=1)
     return reducer.fit_transform(vectors).astype(np.float32)
 
 

@@ -1,4 +1,5 @@
-"""The Explore tab: a UMAP map of the library's embeddings, a taxon highlighted, the last query placed."""
+"""The Explore tab: a map of the library's embeddings (UMAP; t-SNE for small libraries), a taxon
+highlighted, the last query placed."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from clibd_core.ui.session import USER_ERRORS, open_pair
 
 
 def draw_map(view, colour_by, highlight, identify_state, pair, progress=gr.Progress()):  # noqa: B008 - how Gradio injects progress
-    from clibd_core.library.projection import place, projection
+    from clibd_core.library.projection import TSNE_BELOW, place, projection
 
     library, _ = open_pair(pair)
     progress(0, desc="loading the map")
@@ -40,7 +41,7 @@ def draw_map(view, colour_by, highlight, identify_state, pair, progress=gr.Progr
     figure = embedding_map(
         table,
         colour_by,
-        f"{library.name}: {view} embeddings (UMAP)",
+        f"{library.name}: {view} embeddings ({'UMAP' if len(table) >= TSNE_BELOW else 't-SNE'})",
         highlighted,
         highlight or "",
         query,
@@ -56,7 +57,7 @@ def build(pair: gr.State, identify_state: gr.State) -> None:
         colour_by = gr.Dropdown(list(RANKS), value="order", label="colour by")
         highlight = gr.Textbox(label="highlight a taxon (any rank)")
         draw = gr.Button("Draw map", variant="primary")
-    plot = gr.Plot(label="UMAP of the library (the last query is the star)")
+    plot = gr.Plot(label="map of the library (the last query is the star)")
     map_neighbours = gr.Dataframe(headers=NEIGHBOUR_HEADERS, label="the last query's neighbours")
     map_gallery = gr.Gallery(label="their images", columns=6, height=220)
     draw.click(
