@@ -184,3 +184,49 @@ def test_train_start_progress_abort_and_use(client, tmp_path, home):
 def test_the_demo_is_labelled_as_synthetic(home):
     banner = pair_banner([str(DEMO_LIBRARY), str(DEMO_LIBRARY.parent / "model")])
     assert "Demo library" in banner and "synthetic demo world, not real insects" in banner
+
+
+HOSTILE = {
+    "random.bin": bytes(range(256)) * 40,
+    "empty.fasta": b"",
+    "nul.fasta": b"\x00" * 2000,
+    "utf16.fasta": "\ufeff>a\nACGT\n".encode("utf-16-le"),
+    "not_a_zip.zip": b"PK\x03\x04 truncated",
+    "not_a_gzip.tsv.gz": b"\x1f\x8b\x08 truncated",
+    "text.jpg": b"this is not a photo",
+    "huge.png": bytes.fromhex("89504e470d0a1a0a0000000d49484452")
+    + (60000).to_bytes(4, "big") * 2
+    + b"\x08\x02\x00\x00\x00",
+    "bad.xlsx": b"PK\x05\x06" + b"\x00" * 18,
+    "best.pth": b"not a checkpoint",
+}
+VAGUE = "has not enabled verbose error reporting"
+
+
+def test_hostile_files_through_every_endpoint_get_words_and_the_app_stays_up(client, tmp_path, demo_queries):
+    """Each hostile file into each endpoint that takes files: an answer, or a refusal in words (Gradio's
+    vague "upstream … exception" means an error escaped a handler)."""
+    files = {}
+    for name, content in HOSTILE.items():
+        files[name] = tmp_path / name
+        files[name].write_bytes(content)
+    client.predict("hostile season", api_name="/project_create")
+    calls = {
+        "identify images": lambda f: client.predict([handle_file(str(f))], "", None, 10, "", "", "auto", api_name="/identify"),
+        "identify FASTA": lambda f: client.predict([], "", handle_file(str(f)), 10, "", "", "auto", api_name="/identify"),
+        "batch": lambda f: client.predict([handle_file(str(f))], 10, "", "", api_name="/batch"),
+        "read photos": lambda f: client.predict(handle_file(str(f)), "", api_name="/read_photos"),
+        "import library": lambda f: client.predict(handle_file(str(f)), "", "hostile", "", "auto", api_name="/import_library"),
+        "import checkpoint": lambda f: client.predict(handle_file(str(f)), "", "hostile", api_name="/import_checkpoint"),
+        "project import": lambda f: client.predict("hostile season", [handle_file(str(f))], "", False, api_name="/project_check_import"),
+    }  # fmt: skip
+    vague = []
+    for endpoint, call in calls.items():
+        for name, path in files.items():
+            try:
+                call(path)
+            except Exception as error:  # noqa: BLE001 - every refusal is inspected for its words
+                if VAGUE in str(error) or not str(error).strip():
+                    vague.append(f"{endpoint} ← {name}")
+    assert not vague, vague
+    assert identify(client, barcodes=demo_queries.iloc[0].barcode)[5]["data"][0][5] == ""  # still answering
