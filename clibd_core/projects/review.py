@@ -25,7 +25,7 @@ from clibd_core.taxonomy import MISSING, RANKS
 from clibd_core.workspace import workspace_root
 
 ACTIONS = ("agree", "correct", "not_identifiable", "withdraw")
-CONFIDENT = 0.8  # as library.search.CONFIDENT: a rank below it is "low confidence" here
+CONFIDENT = 0.8  # as library.naming.CONFIDENT: a rank below it is "low confidence" here
 
 
 class StaleEdit(ProjectError):
