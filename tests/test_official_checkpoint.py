@@ -254,7 +254,7 @@ def test_the_official_model_builds_a_bold_library_that_matches_photos_to_barcode
     """The chain a new user takes online: fetch the official model, build the BOLD library with it in a
     background job (status with stages and counts), then a photo is matched to real barcodes, honestly
     (no labelled photos in the library: nothing stated), and a barcode to barcodes."""
-    from clibd_core.library.build_jobs import current_build, start_build
+    from clibd_core.build_jobs import current_build, start_build
     from clibd_core.library.identification import Query
     from clibd_core.library.naming import PHOTOS_UNMEASURED_MESSAGE
     from clibd_core.library.search import identify

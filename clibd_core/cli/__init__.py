@@ -239,7 +239,7 @@ def _build_library(args: argparse.Namespace) -> int:
 
     from clibd_core.data.sources import SourceStream, UnknownFormatError
     from clibd_core.library.build import build_library
-    from clibd_core.library.build_jobs import StatusWriter
+    from clibd_core.library.build_status import StatusWriter
     from clibd_core.library.store import LibraryError
     from clibd_core.models.clibd import load_model
 
@@ -266,12 +266,12 @@ def _build_library(args: argparse.Namespace) -> int:
         )
     except (LibraryError, UnknownFormatError, OSError, ValueError) as error:
         if status:
-            status.finish("failed", error=str(error))
+            status.write("failed", error=str(error))
         print(f"error: {error}", file=sys.stderr)
         return 2
     if library is not None:  # the main process commits and reports
         if status:
-            status.finish("finished", library=str(library.path), records=len(library.metadata))
+            status.write("finished", library=str(library.path), records=len(library.metadata))
         print(json.dumps(library.summary(), indent=2))
     return 0
 

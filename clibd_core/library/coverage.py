@@ -30,15 +30,16 @@ class ChecklistError(ValueError):
 def bin_names(library: Library) -> dict[str, Counter]:
     """Each BIN of the library with how many of its records carry each species name (made once per
     opened library)."""
-    cached = library._columns.get("_bin_names")
-    if cached is None:
-        cached = {}
+
+    def made() -> dict[str, Counter]:
+        names: dict[str, Counter] = {}
         if "bin" in library.metadata:
             for bin_name, species in zip(library.column("bin"), library.column("species"), strict=True):
                 if bin_name not in NO_BIN and species != MISSING:
-                    cached.setdefault(bin_name, Counter())[species] += 1
-        library._columns["_bin_names"] = cached
-    return cached
+                    names.setdefault(bin_name, Counter())[species] += 1
+        return names
+
+    return library.derived("bin names", made)
 
 
 def bin_rivals(library: Library, bin_name: str, species: str) -> dict[str, int]:
@@ -89,11 +90,13 @@ def attach_checklist(library_path: str | Path, checklist: str | Path) -> dict:
 
 def checklist_of(library: Library) -> dict[str, set[str]] | None:
     """The library's checklist by genus (None without one), read once per opened library."""
-    if "_checklist" not in library._columns:
+
+    def read() -> dict[str, set[str]] | None:
         file = library.path / CHECKLIST_FILE
         facts = json.loads(file.read_text()) if file.is_file() else None
-        library._columns["_checklist"] = {g: set(s) for g, s in facts["genera"].items()} if facts else None
-    return library._columns["_checklist"]
+        return {genus: set(species) for genus, species in facts["genera"].items()} if facts else None
+
+    return library.derived("checklist", read)
 
 
 def missing_relatives(library: Library, genus: str) -> list[str]:
@@ -106,9 +109,7 @@ def missing_relatives(library: Library, genus: str) -> list[str]:
 
 
 def _held_species(library: Library) -> set[str]:
-    if "_held_species" not in library._columns:
-        library._columns["_held_species"] = set(library.column("species")) - {MISSING}
-    return library._columns["_held_species"]
+    return library.derived("held species", lambda: set(library.column("species")) - {MISSING})
 
 
 def coverage_summary(library: Library) -> dict:

@@ -70,7 +70,7 @@ class Library:
     seeds: SeedIndex | None = None  # shared 12-mers of the barcodes (absent from older libraries)
     stored: dict[str, VectorFile] = field(default_factory=dict)  # vectors beside IVF-PQ indexes, on disk
     barcodes: BarcodeFile | BarcodeColumn = field(default_factory=lambda: BarcodeColumn(np.zeros(0)))
-    _columns: dict[str, object] = field(default_factory=dict, repr=False)  # caches of column() and positions()
+    _columns: dict[str, object] = field(default_factory=dict, repr=False)  # what derived() made
 
     @classmethod
     def open(cls, path: str | Path, with_indexes: bool = True) -> Library:
@@ -103,10 +103,18 @@ class Library:
         distinct value is one string shared by its rows: a rank column of 5M records costs 40 MB this
         way, 0.35 GB as a string per row. (Columns of distinct values, like ids, are better read by
         row.)"""
-        if name not in self._columns:
+
+        def made():
             codes, uniques = pd.factorize(self.metadata[name], use_na_sentinel=False)
-            self._columns[name] = np.asarray(uniques, dtype=object)[codes]
-        return self._columns[name]
+            return np.asarray(uniques, dtype=object)[codes]
+
+        return self.derived(name, made)
+
+    def derived(self, key: str, make):
+        """A value derived from this opened version (a column, a lookup table), made once on first use."""
+        if key not in self._columns:
+            self._columns[key] = make()
+        return self._columns[key]
 
     @property
     def modalities(self) -> list[str]:
@@ -138,10 +146,7 @@ class Library:
 
     def positions(self, modality: str, rows: np.ndarray) -> np.ndarray:
         """Index positions of metadata rows in one modality's index (-1 where the row has none)."""
-        key = f"positions:{modality}"
-        if key not in self._columns:
-            self._columns[key] = pd.Index(self.rows[modality])
-        return self._columns[key].get_indexer(rows)
+        return self.derived(f"positions:{modality}", lambda: pd.Index(self.rows[modality])).get_indexer(rows)
 
     def vectors(self, modality: str) -> np.ndarray:
         """All vectors of one modality (reconstructed from its index, or read), in index order."""

@@ -9,14 +9,11 @@ saves a checkpoint and stops cleanly.
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+from clibd_core.background import launch, process_alive, stop
 from clibd_core.fileio import write_json
 from clibd_core.train.monitor import read_metrics, read_status
 from clibd_core.workspace import Workspace, WorkspaceError, safe_name
@@ -43,20 +40,6 @@ def train_arguments(settings: dict, run_dir: Path) -> list[str]:
 def command_preview(settings: dict, workspace: Workspace, name: str) -> str:
     """The shell command equivalent to starting this job."""
     return shlex.join(["clibd", *train_arguments(settings, workspace.runs_dir / safe_name(name or "run"))])
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a job's process still runs (a finished child is reaped, not counted)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a finished child of this process is a zombie until reaped
-        return os.waitpid(pid, os.WNOHANG) == (0, 0)
-    except ChildProcessError:
-        return True
 
 
 def current_job(workspace: Workspace) -> dict | None:
@@ -108,16 +91,10 @@ def resume_job(workspace: Workspace) -> dict:
 
 def _launch(workspace: Workspace, settings: dict, name: str, run_dir: Path, resume: bool) -> dict:
     log = run_dir / LOG_FILE
-    with open(log, "a") as handle:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "clibd_core.cli", *train_arguments(settings, run_dir), *(["--resume"] * resume)],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # the job outlives a page reload and is not killed with the app's group
-        )
+    pid = launch([*train_arguments(settings, run_dir), *(["--resume"] * resume)], log)
     job = {
         "name": name,
-        "pid": process.pid,
+        "pid": pid,
         "run_dir": str(run_dir),
         "log": str(log),
         "settings": settings,
@@ -130,8 +107,4 @@ def _launch(workspace: Workspace, settings: dict, name: str, run_dir: Path, resu
 
 def abort_job(workspace: Workspace) -> bool:
     """Ask the running job to checkpoint and stop (SIGTERM); False if none runs."""
-    job = current_job(workspace)
-    if not job or not job["running"]:
-        return False
-    os.kill(job["pid"], signal.SIGTERM)
-    return True
+    return stop(current_job(workspace))

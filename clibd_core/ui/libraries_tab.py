@@ -138,7 +138,7 @@ def fetch_official(release, progress=gr.Progress()):  # noqa: B008 - how Gradio 
 def start_bold_build(model, name):
     """ "Build the BOLD library with this model": the shipped BOLD barcodes embedded by ``model`` in a
     background job (hours on a CPU with the official model; the page can be closed meanwhile)."""
-    from clibd_core.library.build_jobs import describe, start_build
+    from clibd_core.build_jobs import describe, start_build
 
     model = server_path(model)
     if not model:
@@ -151,13 +151,13 @@ def start_bold_build(model, name):
 
 
 def build_progress() -> str:
-    from clibd_core.library.build_jobs import current_build, describe
+    from clibd_core.build_jobs import current_build, describe
 
     return describe(current_build(workspace()))
 
 
 def cancel_bold_build() -> str:
-    from clibd_core.library.build_jobs import cancel_build
+    from clibd_core.build_jobs import cancel_build
 
     if cancel_build(workspace()):
         return "stopping the build: Resume goes on from what was embedded"
@@ -165,7 +165,7 @@ def cancel_bold_build() -> str:
 
 
 def resume_bold_build() -> str:
-    from clibd_core.library.build_jobs import describe, resume_build
+    from clibd_core.build_jobs import describe, resume_build
 
     try:
         job = resume_build(workspace())
@@ -176,7 +176,7 @@ def resume_bold_build() -> str:
 
 def use_built_library():
     """Make the finished build's library active with the model that built it."""
-    from clibd_core.library.build_jobs import current_build
+    from clibd_core.build_jobs import current_build
 
     job = current_build(workspace())
     if not job or job["status"]["state"] != "finished":

@@ -1,53 +1,23 @@
 """Library builds started from the app: `clibd build-library` in its own process, one at a time per
 workspace. A build of the shipped BOLD barcodes with the official CLIBD model takes hours on a CPU, so
-it must outlive the page: the job writes its progress (stage, count, elapsed, ETA) to a status file the
-page re-reads; Cancel stops the process, and Resume runs the same command again, which keeps every
-shard already embedded (library/shards.py) and goes on from there.
+it must outlive the page: the job writes its progress (stage, count, elapsed, ETA) to a status file
+the page re-reads (library/build_status.py); Cancel stops the process, and Resume runs the same
+command again, which keeps every shard already embedded (library/shards.py) and goes on from there.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+from clibd_core.background import launch, process_alive, stop
 from clibd_core.fileio import write_json
-from clibd_core.train.jobs import process_alive
 from clibd_core.workspace import Workspace, WorkspaceError, safe_name
 
 JOB_FILE = "build_job.json"
 STATUS_FILE = "build_status.json"  # in the job's work folder, beside its log
 FINAL_STATES = ("finished", "failed")
-
-
-class StatusWriter:
-    """A library Progress callback that also records where the build stands in a JSON file (at most
-    once a second, and at every new stage): what the page shows while a build runs in the background."""
-
-    def __init__(self, path: Path, also=None) -> None:
-        self.path, self.also = Path(path), also
-        self.started = time.time()
-        self.stage, self.stage_started, self.written = "", self.started, 0.0
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if self.also is not None:
-            self.also(stage, done, total)
-        now = time.time()
-        if stage != self.stage:
-            self.stage, self.stage_started = stage, now
-        elif now - self.written < 1.0 and done < total:
-            return
-        rate = done / max(now - self.stage_started, 1e-9)
-        eta = (total - done) / rate if total and 0 < done < total else None
-        self.finish("running", stage=stage, done=done, total=total, eta_s=eta)
-        self.written = now
-
-    def finish(self, state: str, **fields) -> None:
-        write_json(self.path, {"state": state, "elapsed_s": round(time.time() - self.started, 1), **fields})
 
 
 def start_build(workspace: Workspace, model: str | Path, data: str | Path, name: str) -> dict:
@@ -61,20 +31,19 @@ def start_build(workspace: Workspace, model: str | Path, data: str | Path, name:
         raise WorkspaceError(f"a library named {name} exists: choose another name")
     work = workspace.root / "builds" / name
     work.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable, "-m", "clibd_core.cli", "build-library", "--model", str(model), "--data", str(data),
-        "--out", str(out), "--name", name, "--status", str(work / STATUS_FILE),
+    arguments = [
+        "build-library", "--model", str(model), "--data", str(data), "--out", str(out), "--name", name,
+        "--status", str(work / STATUS_FILE),
     ]  # fmt: skip
-    with open(work / "build.log", "a") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    job = {"name": name, "pid": process.pid, "out": str(out), "work": str(work), "model": str(model),
+    pid = launch(arguments, work / "build.log")
+    job = {"name": name, "pid": pid, "out": str(out), "work": str(work), "model": str(model),
            "data": str(data), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
     write_json(workspace.root / JOB_FILE, job)
     return job
 
 
 def current_build(workspace: Workspace) -> dict | None:
-    """The last build: its settings, whether it runs, and its status (``crashed`` if it died midway)."""
+    """The last build: its settings, whether it runs, and its status (``stopped`` if it ended midway)."""
     path = workspace.root / JOB_FILE
     if not path.is_file():
         return None
@@ -89,11 +58,7 @@ def current_build(workspace: Workspace) -> dict | None:
 
 def cancel_build(workspace: Workspace) -> bool:
     """Stop the running build (its embedded shards are kept for Resume); False if none runs."""
-    job = current_build(workspace)
-    if not job or not job["running"]:
-        return False
-    os.killpg(job["pid"], signal.SIGTERM)
-    return True
+    return stop(current_build(workspace))
 
 
 def resume_build(workspace: Workspace) -> dict:
