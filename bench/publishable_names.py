@@ -50,7 +50,7 @@ def folds_of(records, seed: int = 0) -> dict[str, int]:
 
 def score(records_by_id, results, absent: set[str]) -> dict:
     out = {"absent": 0, "absent_named_species": 0, "absent_deepest_right": 0, "absent_stated": 0,
-           "absent_genus_stated": 0, "present": 0, "present_species_right": 0, "present_species_wrong": 0,
+           "absent_genus_stated": 0, "absent_genus_stated_right": 0, "present": 0, "present_species_right": 0, "present_species_wrong": 0,
            "withheld_bin": 0, "withheld_checklist": 0, "withheld_right": 0, "withheld_wrong": 0}  # fmt: skip
     for result in results:
         truth = records_by_id[result.query_id].taxonomy
@@ -66,6 +66,9 @@ def score(records_by_id, results, absent: set[str]) -> dict:
             if result.deepest_rank:
                 out["absent_stated"] += 1
                 out["absent_genus_stated"] += result.deepest_rank in ("genus", "species")
+                out["absent_genus_stated_right"] += result.deepest_rank == "genus" and (
+                    result.ranks["genus"].name == truth.genus
+                )
                 call = result.ranks[result.deepest_rank]
                 out["absent_deepest_right"] += call.name == truth.get(result.deepest_rank)
         else:

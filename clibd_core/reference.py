@@ -33,7 +33,7 @@ COVERAGE_NOTE = (
 
 def default_library_is_current() -> bool:
     """Whether the default library exists, was built by the shipped model from the shipped source, and has
-    the parts today's search uses (the seed index, barcodes beside the metadata)."""
+    the parts today's search uses (the seed index, barcodes beside the metadata, the check of its labels)."""
     from clibd_core.library.barcode_file import FILES as BARCODE_FILES
     from clibd_core.library.seeds import FILES as SEED_FILES
     from clibd_core.library.store import Library, LibraryError
@@ -45,6 +45,7 @@ def default_library_is_current() -> bool:
     model = json.loads((DEFAULT_MODEL / "config.json").read_text())["fingerprint"]
     source_sha = [s.get("sha256") for s in library.facts.get("sources", [])]
     complete = all((library.version_dir / name).exists() for name in (*SEED_FILES, *BARCODE_FILES))
+    complete = complete and "suspect_labels" in library.facts
     return complete and library.fingerprint == model and source_sha == [file_sha256(DEFAULT_SOURCE)]
 
 

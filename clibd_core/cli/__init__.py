@@ -83,7 +83,10 @@ def _inspect(args: argparse.Namespace) -> int:
 
     from clibd_core.data.records import summarise
     from clibd_core.data.sources import SourceStream, UnknownFormatError
+    from clibd_core.library.store import CURRENT
 
+    if (Path(args.source) / CURRENT).is_file():
+        return _inspect_library(Path(args.source), args.json)
     try:
         stream = SourceStream(args.source, args.format)  # read row by row: millions in bounded memory
         counted = summarise(tqdm(stream, desc="reading records", unit="record", leave=False), stream.skipped)
@@ -107,6 +110,30 @@ def _inspect(args: argparse.Namespace) -> int:
         print(f"    {item['row']}: {item['reason']}")
     if summary["skipped_count"] > len(summary["skipped"]):
         print(f"    ... and {summary['skipped_count'] - len(summary['skipped']):,} more")
+    return 0
+
+
+def _inspect_library(path: Path, as_json: bool) -> int:
+    """A library's counts and the references its build found mislabelled (library/suspects.py)."""
+    from clibd_core.library.store import Library
+
+    library = Library.open(path, with_indexes=False)
+    suspects = library.facts.get("suspect_labels", {"checked": 0, "reason": "built before the check existed"})
+    if as_json:
+        print(json.dumps({**library.summary(), "suspect_labels": suspects}, indent=2))
+        return 0
+    summary = library.summary()
+    print(f"{path}: library {summary['version']}, {summary['records']:,} records, {summary['species_count']:,} species")
+    if not suspects.get("checked"):
+        print(f"  labels not checked: {suspects.get('reason', '')}")
+        return 0
+    records = suspects["records"]
+    print(f"  suspect labels {len(records):,} of {suspects['checked']:,} barcodes (not voted with)")
+    for record in records:
+        print(
+            f"    {record['id']}: filed as {record['label']}, lies inside {record['inside']} "
+            f"({record['identity_inside']:.1f} % identity; {record['identity_own']:.1f} % to its own species)"
+        )
     return 0
 
 
@@ -485,8 +512,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="one JSON object per record")
     check.set_defaults(run=_check_barcodes)
 
-    inspect = commands.add_parser("inspect", help="show what a data source holds and which rows would be skipped")
-    inspect.add_argument("source", help="BOLD TSV, FASTA, BIOSCAN-1M/5M metadata or folder, CLIBD HDF5, images CSV")
+    inspect = commands.add_parser(
+        "inspect", help="show what a data source holds and which rows would be skipped, or a library's suspect labels"
+    )
+    inspect.add_argument(
+        "source", help="BOLD TSV, FASTA, BIOSCAN-1M/5M metadata or folder, CLIBD HDF5, images CSV; or a library"
+    )
     inspect.add_argument("--format", choices=FORMATS, help="skip detection and read as this format")
     inspect.add_argument("--json", action="store_true", help="one JSON object")
     inspect.set_defaults(run=_inspect)

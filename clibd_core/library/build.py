@@ -53,6 +53,7 @@ from clibd_core.library.store import (
     LibraryError,
     metadata_table,
 )
+from clibd_core.library.suspects import find_suspect_labels
 from clibd_core.library.vector_file import write_vector_file
 from clibd_core.taxonomy import RANKS, Taxonomy, taxonomy_text
 
@@ -384,6 +385,7 @@ def _write_version(
             "versions": _versions(),
         }
         staged = Library(path, staging, facts, metadata, indexes, rows, seeds, stored, stored_barcodes)
+        facts["suspect_labels"] = find_suspect_labels(staged, progress)  # before calibration: it votes without them
         facts["calibration"] = calibrate(staged, model, progress=progress)
         facts["domain"] = _domains(facts, staged, new.image_features)
         views = map_views(modalities)

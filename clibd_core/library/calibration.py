@@ -38,9 +38,16 @@ from clibd_core.library.evidence import (
     rank_votes,
     with_seed_candidates,
 )
+from clibd_core.library.identification import RankCall
 from clibd_core.library.identity import percent_identity
 from clibd_core.library.kmers import kmer_profiles
-from clibd_core.library.naming import EMBEDDING_ONLY, species_not_backed
+from clibd_core.library.naming import (
+    CONFIDENT,
+    EMBEDDING_ONLY,
+    PUBLISHED_PRECISION,
+    make_monotone,
+    species_not_backed,
+)
 from clibd_core.library.search import K_DEFAULT
 from clibd_core.library.store import Library
 from clibd_core.taxonomy import MISSING, RANKS
@@ -203,7 +210,9 @@ def _fit(library: Library, samples: list, k: int) -> dict:
         "ranks": {rank: model for rank in RANKS if (model := _fit_rank(library, samples, rank))},
         # A query flagged novel is answered by models fitted on absent-species queries only: the mixed
         # fit above is right on average, but too sure of the genus of a species it does not hold.
-        "ranks_if_novel": {rank: model for rank in RANKS if (model := _fit_rank(library, samples, rank, True))},
+        "ranks_if_novel": (if_novel := {r: m for r in RANKS if (m := _fit_rank(library, samples, r, True))}),
+        # ... and stated only above each rank's bar: where those calls were right PUBLISHED_PRECISION of the time
+        "bars_if_novel": _bars(library, samples, if_novel),
         "novelty": _fit_novelty(samples),
         # Below the weakest evidence the fits saw, they would extrapolate (library/naming.py caps it).
         "support": {"min_score": float(np.quantile(top_scores, SUPPORT_QUANTILE)), "quantile": SUPPORT_QUANTILE},
@@ -226,6 +235,48 @@ def _fit_rank(library: Library, samples: list, rank: str, absent_only: bool = Fa
             outcomes.append(name == truth[row])
             weights.append(ABSENT_PRIOR if absent else 1 - ABSENT_PRIOR)
     return _logistic(features, outcomes, weights)
+
+
+def _bars(library: Library, samples: list, models: dict) -> dict[str, dict]:
+    """Per rank above species: the lowest confidence (as the absent-species models give it, made
+    monotone) from which the absent-species queries' calls were right ``PUBLISHED_PRECISION`` of the time,
+    with that precision and the share of them stated; 1.0 where no confidence reached it."""
+    table = lineages(library)
+    measured: dict[str, tuple[list, list]] = {rank: ([], []) for rank in RANKS[:-1]}
+    for evidence, row, absent in samples:
+        if not absent or not len(evidence.rows):
+            continue
+        votes = rank_votes(evidence, table)
+        calls = {
+            rank: RankCall(name, logistic(models[rank], rank_features(share, evidence)), share)
+            for rank, (name, share) in votes.items()
+            if rank in models
+        }
+        make_monotone(calls)
+        for rank, call in calls.items():
+            if rank in measured and library.column(rank)[row] != MISSING:
+                measured[rank][0].append(call.confidence)
+                measured[rank][1].append(call.name == library.column(rank)[row])
+    return {rank: bar for rank, (confidences, right) in measured.items() if (bar := _bar(confidences, right))}
+
+
+def _bar(confidences: list[float], right: list[bool]) -> dict | None:
+    if len(confidences) < MIN_SAMPLES:
+        return None
+    order = np.argsort(-np.asarray(confidences), kind="stable")
+    values, outcomes = np.asarray(confidences)[order], np.asarray(right)[order]
+    precision = np.cumsum(outcomes) / np.arange(1, len(outcomes) + 1)
+    last_of_ties = np.r_[values[1:] != values[:-1], True]  # a bar takes in every call of its confidence
+    reached = np.flatnonzero(last_of_ties & (precision >= PUBLISHED_PRECISION) & (values >= CONFIDENT))
+    if not len(reached):
+        return {"min_confidence": 1.0, "precision": None, "stated_share": 0.0, "n": len(values)}
+    last = reached[-1]
+    return {
+        "min_confidence": float(values[last]),
+        "precision": float(precision[last]),
+        "stated_share": float((last + 1) / len(values)),
+        "n": len(values),
+    }
 
 
 def _fit_novelty(samples: list) -> dict | None:

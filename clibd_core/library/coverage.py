@@ -29,13 +29,14 @@ class ChecklistError(ValueError):
 
 def bin_names(library: Library) -> dict[str, Counter]:
     """Each BIN of the library with how many of its records carry each species name (made once per
-    opened library)."""
+    opened library); references found mislabelled (library/suspects.py) are not counted."""
 
     def made() -> dict[str, Counter]:
         names: dict[str, Counter] = {}
         if "bin" in library.metadata:
-            for bin_name, species in zip(library.column("bin"), library.column("species"), strict=True):
-                if bin_name not in NO_BIN and species != MISSING:
+            suspect = library.row_mask(library.suspect_rows)
+            for bin_name, species, stray in zip(library.column("bin"), library.column("species"), suspect, strict=True):
+                if bin_name not in NO_BIN and species != MISSING and not stray:
                     names.setdefault(bin_name, Counter())[species] += 1
         return names
 

@@ -16,14 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from clibd_core.dna import to_acgtn
-from clibd_core.library.identity import percent_identity
+from clibd_core.library.identity import BIN_IDENTITY, percent_identity
 from clibd_core.library.seeds import LONG_READ
 from clibd_core.library.store import Library
 from clibd_core.taxonomy import MISSING, RANKS
 
 TAU_SIMILARITY = 0.02  # vote temperature on cosine similarity
 TAU_IDENTITY = 1.0  # vote temperature on percent identity
-BIN_IDENTITY = 97.8  # % identity: BOLD's BIN threshold (2.2 % divergence)
 SEED_CANDIDATES = 30  # references sharing the most seeds with a hard query, aligned too (needs_seeds)
 
 
@@ -141,7 +140,19 @@ def _descending_votes(names: dict[str, np.ndarray], weights: np.ndarray) -> dict
 
 
 def lineages(library: Library) -> dict[str, np.ndarray]:
-    return {rank: library.column(rank) for rank in RANKS}
+    """Every reference's name at every rank as the votes read them: references the build found
+    mislabelled (library/suspects.py) name nothing, so they are shown as neighbours but never voted with."""
+
+    def made() -> dict[str, np.ndarray]:
+        table = {rank: library.column(rank) for rank in RANKS}
+        suspects = library.suspect_rows
+        if len(suspects):
+            table = {rank: names.copy() for rank, names in table.items()}
+            for names in table.values():
+                names[suspects] = MISSING
+        return table
+
+    return library.derived("voting_lineages", made)
 
 
 def rank_features(vote_share: float, evidence: Evidence) -> list[float]:

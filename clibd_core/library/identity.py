@@ -17,6 +17,7 @@ import re
 
 import edlib
 
+BIN_IDENTITY = 97.8  # % identity: BOLD's BIN threshold (2.2 % divergence)
 _EQUALITIES = [("N", base) for base in "ACGT"]
 _CIGAR = re.compile(r"(\d+)([=XID])")
 

@@ -9,6 +9,9 @@ itself (library/calibration.py) to give the confidence shown to the user. Then t
 - a second logistic model on the best identity (or similarity) flags queries whose species is probably
   absent from the library, as does an identity below the named species' own spread; those are answered
   by models fitted on absent species and never named at species;
+- a query flagged so is stated at a rank only where the library's own species-held-out tests found such
+  calls right ``PUBLISHED_PRECISION`` of the time (the rank's bar, fitted in calibration): below the bar
+  its confidence is scaled down so that the bar reads ``CONFIDENT`` (:func:`hold_to_bars`);
 - a species whose BIN also carries another name, or whose genus the library's checklist says it holds
   only in part, is not named (``WITHHELD_CAP``, with the reason): the barcode cannot rule out the other;
 - the deepest rank whose confidence reaches ``CONFIDENT`` (with every rank above it too) is the headline.
@@ -50,6 +53,7 @@ PHOTOS_UNMEASURED_MESSAGE = (
     "(add labelled photos of some of its species to calibrate it)"
 )
 WITHHELD_CAP = 0.5  # a species another name may share (BIN, checklist): as likely as not
+PUBLISHED_PRECISION = 0.97  # a rank of a probably-missing species is stated where such calls were this often right
 
 
 def answer(evidence: Evidence, library: Library, pair: str, features: np.ndarray | None = None) -> Identification:
@@ -81,6 +85,9 @@ def answer(evidence: Evidence, library: Library, pair: str, features: np.ndarray
         model = models.get(rank)
         confidence = logistic(model, rank_features(share, evidence)) if model else share
         result.ranks[rank] = RankCall(name, confidence, share)
+    if result.novel:
+        make_monotone(result.ranks)
+        result.warnings += hold_to_bars(result.ranks, calibration.get("bars_if_novel", {}))
     limits = confidence_limits(evidence, library, pair, features, calibration)
     if limits:
         result.warnings += limits
@@ -171,6 +178,29 @@ def confidence_limits(
         score = f"{100 * evidence.top_score():.1f} % identity" if aligned else f"similarity {evidence.top_score():.2f}"
         return [f"the closest reference ({score}) is further than any the calibration saw: no rank is supported"]
     return []
+
+
+def hold_to_bars(ranks: dict[str, RankCall], bars: dict[str, dict]) -> list[str]:
+    """Scale each rank's confidence so that its bar (the confidence from which calls of species missing
+    from the library were right ``PUBLISHED_PRECISION`` of the time, library/calibration.py) reads
+    ``CONFIDENT``: piecewise linear, order kept, 0 and 1 fixed. Returns why ranks were held back."""
+    held = []
+    for rank, call in ranks.items():
+        bar = bars.get(rank, {}).get("min_confidence")
+        if bar is None or bar <= CONFIDENT:
+            continue
+        if call.confidence < bar:
+            if call.confidence >= CONFIDENT:
+                held.append(
+                    f"{rank} {call.name} not stated: for species missing from this library, {rank} calls this "
+                    f"strong ({call.confidence:.2f}) were right less than {PUBLISHED_PRECISION:.0%} of the time "
+                    "in its own tests"
+                )
+            call.confidence *= CONFIDENT / bar
+        else:
+            call.confidence = CONFIDENT + (call.confidence - bar) * (1 - CONFIDENT) / max(1 - bar, 1e-9)
+    make_monotone(ranks)
+    return held
 
 
 def make_monotone(ranks: dict[str, RankCall]) -> None:

@@ -47,6 +47,7 @@ FORMAT = "clibd-library"
 FORMAT_VERSION = 2  # 2: barcodes beside the metadata (format 1 libraries are still read)
 METADATA_COLUMNS = ("id", *ALL_RANKS, "bin", "split", "country", "latitude", "longitude", "source")
 CURRENT = "CURRENT"
+SUSPECT_OVERFETCH = 4  # up to 4 k more neighbours fetched, for a query near a batch of mislabelled references
 
 
 class LibraryError(ValueError):
@@ -167,10 +168,30 @@ class Library:
         mask[rows] = True
         return mask
 
+    @property
+    def suspect_rows(self) -> np.ndarray:
+        """Metadata rows of the references the build found filed under the wrong species
+        (library/suspects.py): never voted with; none in libraries built before the check."""
+        records = self.facts.get("suspect_labels", {}).get("records", [])
+        return self.derived("suspect rows", lambda: np.array([r["row"] for r in records], dtype=np.int64))
+
     def search(
         self, modality: str, queries: np.ndarray, k: int, allowed_rows: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Cosine similarities and metadata rows of each query's ``k`` nearest references (-1 = none)."""
+        """Cosine similarities and metadata rows of each query's ``k`` nearest references (-1 = none),
+        passing over the suspect references (enough more are fetched that k others remain)."""
+        suspects = self.suspect_rows
+        if not len(suspects):
+            return self._search(modality, queries, k, allowed_rows)
+        fetched = k + min(len(suspects), SUSPECT_OVERFETCH * k)
+        similarities, rows = self._search(modality, queries, fetched, allowed_rows)
+        suspect = self.derived("suspect mask", lambda: self.row_mask(suspects))[np.maximum(rows, 0)] & (rows >= 0)
+        keep = np.argsort(suspect, axis=1, kind="stable")[:, :k]  # the others first, in their order
+        return np.take_along_axis(similarities, keep, axis=1), np.take_along_axis(rows, keep, axis=1)
+
+    def _search(
+        self, modality: str, queries: np.ndarray, k: int, allowed_rows: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         index = self.indexes[modality]
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         selector = None
@@ -246,6 +267,8 @@ class Library:
             "sources": self.facts.get("sources", []),
             "description": self.facts.get("description", ""),
             "orders": sorted(set(meta["order"]) - {MISSING}),
+            # references whose barcode lies inside another species (library/suspects.py): not voted with
+            "suspect_labels": self.facts.get("suspect_labels", {}).get("records", []),
         }
 
 

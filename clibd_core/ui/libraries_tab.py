@@ -56,6 +56,15 @@ def checklist_coverage(path: Path) -> str:
     )
 
 
+def suspect_labels(records: list[dict], shown: int = 3) -> str:
+    """References whose barcode lies inside another species, as the build found them (`clibd inspect LIBRARY`
+    lists them all)."""
+    if not records:
+        return ""
+    named = "; ".join(f"{r['id']} filed as {r['label']}, inside {r['inside']}" for r in records[:shown])
+    return f"{len(records)} not voted with: {named}" + ("; …" if len(records) > shown else "")
+
+
 def library_tables():
     space = workspace()
     libraries = pd.DataFrame(
@@ -71,6 +80,7 @@ def library_tables():
                 "created": s.get("created"),
                 "sources": "; ".join(src.get("path", "") for src in s.get("sources", [])),
                 "checklist": checklist_coverage(Path(s["path"])),
+                "suspect labels": suspect_labels(s.get("suspect_labels", [])),
                 "error": s.get("error", ""),
             }
             for s in space.libraries()
