@@ -50,8 +50,10 @@ def folds_of(records, seed: int = 0) -> dict[str, int]:
 
 def score(records_by_id, results, absent: set[str]) -> dict:
     out = {"absent": 0, "absent_named_species": 0, "absent_deepest_right": 0, "absent_stated": 0,
-           "absent_genus_stated": 0, "absent_genus_stated_right": 0, "present": 0, "present_species_right": 0, "present_species_wrong": 0,
+           "absent_genus_stated": 0, "absent_genus_stated_right": 0, "present": 0, "present_species_right": 0,
+           "present_species_wrong": 0,
            "withheld_bin": 0, "withheld_checklist": 0, "withheld_right": 0, "withheld_wrong": 0}  # fmt: skip
+    per_species: dict[str, list[bool]] = {}  # absent queries' stated ranks, right or not, by species
     for result in results:
         truth = records_by_id[result.query_id].taxonomy
         species_call = result.ranks.get("species")
@@ -71,11 +73,16 @@ def score(records_by_id, results, absent: set[str]) -> dict:
                 )
                 call = result.ranks[result.deepest_rank]
                 out["absent_deepest_right"] += call.name == truth.get(result.deepest_rank)
+                per_species.setdefault(truth.species, []).append(call.name == truth.get(result.deepest_rank))
         else:
             out["present"] += 1
             if result.deepest_rank == "species":
                 right = result.ranks["species"].name == truth.species
                 out["present_species_right" if right else "present_species_wrong"] += 1
+    # Queries are drawn by record, so abundant species weigh most; each species counted once:
+    out["absent_deepest_right_per_species"] = round(
+        sum(sum(v) / len(v) for v in per_species.values()) / max(len(per_species), 1), 4
+    )
     return out
 
 

@@ -23,6 +23,7 @@ from clibd_core.taxonomy import MISSING, RANKS
 
 TAU_SIMILARITY = 0.02  # vote temperature on cosine similarity
 TAU_IDENTITY = 1.0  # vote temperature on percent identity
+FULL_BARCODE = 658  # bp: the Folmer region of COI
 SEED_CANDIDATES = 30  # references sharing the most seeds with a hard query, aligned too (needs_seeds)
 
 
@@ -33,6 +34,7 @@ class Evidence:
     rows: np.ndarray
     similarities: np.ndarray
     identities: np.ndarray | None = None
+    read_length: int | None = None  # bases of the aligned query read
 
     @property
     def scores(self) -> np.ndarray:
@@ -62,7 +64,7 @@ def aligned_candidates(
     barcodes = library.barcodes.take(rows[len(known) :])
     identities = np.array(known + [percent_identity(sequence, to_acgtn(barcode)) for barcode in barcodes])
     order = np.lexsort((-similarities, -identities))[:k]
-    return Evidence(rows[order], similarities[order], identities[order])
+    return Evidence(rows[order], similarities[order], identities[order], len(sequence))
 
 
 def needs_seeds(evidence: Evidence, sequence: str) -> bool:
@@ -156,7 +158,11 @@ def lineages(library: Library) -> dict[str, np.ndarray]:
 
 
 def rank_features(vote_share: float, evidence: Evidence) -> list[float]:
-    return [vote_share, evidence.top_score()]
+    """Vote share, best score and how much of a full barcode the aligned read covers: 100 % identity over
+    a 150-bp fragment is weaker evidence than over 658 bp (such fragments of a fly and a butterfly can
+    be identical), so the fitted confidence may fall with the read's length."""
+    coverage = 1.0 if evidence.read_length is None else min(1.0, evidence.read_length / FULL_BARCODE)
+    return [vote_share, evidence.top_score(), coverage]
 
 
 def novelty_feature_names(evidence: Evidence) -> list[str]:
@@ -173,5 +179,6 @@ def novelty_features(evidence: Evidence, names: list[str]) -> list[float]:
 
 
 def logistic(model: dict, features: list[float]) -> float:
-    z = model["intercept"] + sum(c * x for c, x in zip(model["coef"], features, strict=True))
+    """A fitted model's probability; a model fitted before a feature was added reads the first ones."""
+    z = model["intercept"] + sum(c * x for c, x in zip(model["coef"], features[: len(model["coef"])], strict=True))
     return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))

@@ -10,8 +10,8 @@ itself (library/calibration.py) to give the confidence shown to the user. Then t
   absent from the library, as does an identity below the named species' own spread; those are answered
   by models fitted on absent species and never named at species;
 - a query flagged so is stated at a rank only where the library's own species-held-out tests found such
-  calls right ``PUBLISHED_PRECISION`` of the time (the rank's bar, fitted in calibration): below the bar
-  its confidence is scaled down so that the bar reads ``CONFIDENT`` (:func:`hold_to_bars`);
+  calls right ``PUBLISHED_PRECISION`` of the time (the rank's bar, fitted in calibration, above or below
+  ``CONFIDENT``): its confidence is scaled so that the bar reads ``CONFIDENT`` (:func:`hold_to_bars`);
 - a species whose BIN also carries another name, or whose genus the library's checklist says it holds
   only in part, is not named (``WITHHELD_CAP``, with the reason): the barcode cannot rule out the other;
 - the deepest rank whose confidence reaches ``CONFIDENT`` (with every rank above it too) is the headline.
@@ -53,7 +53,7 @@ PHOTOS_UNMEASURED_MESSAGE = (
     "(add labelled photos of some of its species to calibrate it)"
 )
 WITHHELD_CAP = 0.5  # a species another name may share (BIN, checklist): as likely as not
-PUBLISHED_PRECISION = 0.97  # a rank of a probably-missing species is stated where such calls were this often right
+PUBLISHED_PRECISION = 0.99  # a rank of a probably-missing species is stated where such calls were this often right
 
 
 def answer(evidence: Evidence, library: Library, pair: str, features: np.ndarray | None = None) -> Identification:
@@ -187,7 +187,7 @@ def hold_to_bars(ranks: dict[str, RankCall], bars: dict[str, dict]) -> list[str]
     held = []
     for rank, call in ranks.items():
         bar = bars.get(rank, {}).get("min_confidence")
-        if bar is None or bar <= CONFIDENT:
+        if bar is None:
             continue
         if call.confidence < bar:
             if call.confidence >= CONFIDENT:
