@@ -286,3 +286,25 @@ def test_references_filed_under_another_species_are_found_and_not_voted_with(bol
     ).stdout
     assert f"suspect labels {len(found)} of {suspects['checked']}" in shown
     assert f"{strays[0].id}: filed as Aedes albopictus, lies inside Aedes aegypti" in shown or strays[0].id not in found
+
+
+def test_a_query_inside_a_minority_bin_of_a_species_is_not_named(bold_records, tmp_path):
+    """Real BOLD records: most *Aedes albopictus* lie in BIN AAA5870, a few in ACS5057. A query inside
+    the minority BIN is not named (those few may be misidentified records of a species the library
+    lacks: BOLDigger's split-species flag); a query inside the main BIN is."""
+
+    def pick(species, bin_name, count):
+        return [r for r in bold_records if r.taxonomy.species == species and r.taxonomy.bin == bin_name][:count]
+
+    main, minor = pick("Aedes albopictus", "BOLD:AAA5870", 45), pick("Aedes albopictus", "BOLD:ACS5057", 6)
+    others = pick("Aedes aegypti", "BOLD:AEI9358", 40) + pick("Culex quinquefasciatus", "BOLD:AAA4751", 40)
+    model = load_model(DEFAULT_MODEL, device="cpu")
+    library = build_library(model, main[5:] + minor[2:] + others, tmp_path / "lib")
+    results = identify(
+        Library.open(library.path), model, [Query(r.id, barcode=r.barcode) for r in main[:5] + minor[:2]]
+    )
+    for result in results[5:]:
+        assert result.deepest_rank != "species"
+        assert any("lie in BOLD:ACS5057, the rest in other BINs" in w for w in result.warnings), result.warnings
+    assert not any("the rest in other BINs" in w for result in results[:5] for w in result.warnings)
+    assert sum(result.deepest_rank == "species" for result in results[:5]) >= 4

@@ -19,6 +19,8 @@ from clibd_core.taxonomy import MISSING
 CHECKLIST_FILE = "checklist.json"  # beside CURRENT: it holds for every version of the library
 NO_BIN = {MISSING, "", "None", "nan"}
 BIN_DOMINANCE = 0.95  # a name with this share of its BIN's records is the BIN's name
+MINOR_BIN_SHARE = 0.2  # a BIN holding less of a species' records than this is a minority of it ...
+MINOR_BIN_FROM = 5  # ... among at least this many records with a BIN
 NAME_COLUMNS = ("species", "scientificname", "scientific name", "species name", "canonicalname", "name")
 RANK_COLUMNS = ("taxonrank", "rank", "taxon rank")
 
@@ -53,6 +55,33 @@ def bin_rivals(library: Library, bin_name: str, species: str) -> dict[str, int]:
     if names[species] >= BIN_DOMINANCE * sum(names.values()):
         return {}
     return {name: count for name, count in names.most_common() if name != species}
+
+
+def species_bins(library: Library) -> dict[str, Counter]:
+    """Each species of the library with how many of its records lie in each BIN (suspects left out)."""
+
+    def made() -> dict[str, Counter]:
+        by_species: dict[str, Counter] = {}
+        for bin_name, names in bin_names(library).items():
+            for species, count in names.items():
+                by_species.setdefault(species, Counter())[bin_name] += count
+        return by_species
+
+    return library.derived("species bins", made)
+
+
+def minor_bin(library: Library, bin_name: str, species: str) -> tuple[int, int] | None:
+    """``(records in this BIN, records of the species with a BIN)`` when ``bin_name`` holds under
+    ``MINOR_BIN_SHARE`` of ``species``' records while the rest lie in other BINs; None otherwise. Such a
+    minority is often a batch of records misidentified as the species (an *Armigeres subalbatus* batch
+    inside the *Culex quinquefasciatus* BIN): a query inside it may be of a species the library lacks."""
+    bins = species_bins(library).get(species)
+    if not bins or bin_name in NO_BIN:
+        return None
+    total = sum(bins.values())
+    if total < MINOR_BIN_FROM or bins[bin_name] >= MINOR_BIN_SHARE * total:
+        return None
+    return bins[bin_name], total
 
 
 def read_checklist(path: str | Path) -> dict[str, set[str]]:

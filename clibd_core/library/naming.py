@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from clibd_core.library.coverage import bin_rivals, missing_relatives
+from clibd_core.library.coverage import bin_rivals, minor_bin, missing_relatives
 from clibd_core.library.domain import distances
 from clibd_core.library.evidence import (
     BIN_IDENTITY,
@@ -134,7 +134,8 @@ def outside_species_spread(evidence: Evidence, votes: dict, library: Library, ca
 def species_not_backed(evidence: Evidence, votes: dict, library: Library) -> str:
     """Why the species voted for cannot be published (empty when it can), whatever its confidence:
     the BIN of its closest record also carries another species name that is not a stray mislabel
-    (BOLDigger's flag: the barcode does not separate them), or the library's checklist expects
+    (BOLDigger's flag: the barcode does not separate them), or holds only a minority of the species'
+    records while the rest lie in other BINs (a species split over BINs), or the library's checklist expects
     relatives of the genus that the library lacks, any of which may share the barcode
     (library/coverage.py)."""
     if "species" not in votes:
@@ -148,6 +149,12 @@ def species_not_backed(evidence: Evidence, votes: dict, library: Library) -> str
         if rivals:
             shared = ", ".join(f"{count} {other}" for other, count in list(rivals.items())[:3])
             return f"its BIN {bin_name} also holds {shared}: the barcode does not separate them, species not named"
+        minority = minor_bin(library, bin_name, name)
+        if minority:
+            return (
+                f"only {minority[0]} of the {minority[1]} {name} records with a BIN lie in {bin_name}, the rest "
+                "in other BINs: they may be misidentified records of a species the library lacks, species not named"
+            )
     missing = missing_relatives(library, votes.get("genus", (name.split()[0],))[0])
     if missing:
         listed = ", ".join(missing[:3]) + ("…" if len(missing) > 3 else "")
