@@ -84,7 +84,9 @@ def test_the_photo_recipe_fine_tunes_the_backbone_and_names_held_out_photos(labe
     features already name 100 % of held-out photos, docs/BENCHMARKS.md); this checks that the recipe
     really trains the backbone and stays right on photos it never trained on."""
     data = species_tree(labels, tmp_path / "photos", 20, 4)
-    config = TrainConfig(data=str(data), out=str(tmp_path / "run"), modalities=["image", "text"], epochs=2).resolved()
+    config = TrainConfig(
+        data=str(data), out=str(tmp_path / "run"), modalities=["image", "text"], epochs=2, min_steps=0
+    ).resolved()
     assert config.freeze == ["text_backbone"] and config.loss == "taxonomy" and config.balanced
     train(config)
     results = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -106,7 +108,7 @@ def test_a_first_small_set_is_read_trained_aborted_resumed_and_used_from_the_tra
     client = Client(app_url, verbose=False)
     note, table, data, modalities = client.predict(handle_file(str(archive)), "", api_name="/read_photos")
     assert "18 photos of 3 species" in note and modalities == ["image", "text"]
-    assert "3 photos validate (early stopping), 15 train" in note and "batches of 8" in note
+    assert "3 species with fewer than 10 photos are trained on but not validated" in note and "batches of 16" in note
     assert sorted(row[1] for row in table["data"]) == [6, 6, 6]
     form = [data, "lite", ["image", "text"], None, None, None, ["text_backbone"], None]  # the recipe as it is
     while "running" in client.predict(api_name="/train_progress")[0]:
@@ -141,3 +143,19 @@ def test_a_first_small_set_is_read_trained_aborted_resumed_and_used_from_the_tra
     finally:
         Workspace(home).set_active(*before)  # the workspace's active pair, for the tests after this one
     assert named >= 2, outputs[0]
+
+
+def test_the_photo_recipe_takes_enough_steps_on_small_sets_and_keeps_large_ones():
+    """8 photos of 10 species (70 to train) fill two batches an epoch: 10 epochs would be 20 steps, and
+    40 named more held-out Leeds photos on every seed (bench/photo_recipe.py); a set below one batch gets
+    a smaller batch too; a large set keeps the recipe."""
+    from clibd_core.train.sizing import fit_to_set
+
+    recipe = TrainConfig(data="photos", out="run", modalities=["image", "text"]).resolved()
+    small = fit_to_set(recipe, 70).config
+    assert (small.batch_size, small.epochs, small.validate_every) == (32, 20, 2)
+    tiny = fit_to_set(recipe, 15).config
+    assert tiny.batch_size == 8 and tiny.epochs * (15 // 8) >= 40
+    assert fit_to_set(recipe, 1400).config == recipe
+    barcodes = TrainConfig(data="bold.tsv", out="run", modalities=["dna", "text"]).resolved()
+    assert fit_to_set(barcodes, 1000).config == barcodes  # the barcode recipe has no minimum

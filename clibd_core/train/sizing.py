@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from clibd_core.data.splits import photo_validation_count
+from clibd_core.data.splits import PHOTO_VAL_FROM, photo_validation_count
 from clibd_core.train.config import TrainConfig
 
 MIN_STEPS = 40  # a run on a tiny set still takes this many optimiser steps
@@ -28,25 +28,30 @@ class SetFit:
 
 
 def fit_to_set(config: TrainConfig, n_train: int, processes: int = 1) -> SetFit:
-    """``config`` with batch, epochs and validation interval adapted to ``n_train`` training records when
-    they do not fill one of the recipe's batches; unchanged (and no notes) when they do."""
+    """``config`` with batch, epochs and validation interval adapted to ``n_train`` training records: a
+    smaller batch when they do not fill one of the recipe's, and more epochs when the run would take
+    fewer steps than the recipe's ``min_steps`` (or, below one batch, than ``MIN_STEPS``); unchanged (and
+    no notes) when neither applies."""
     smallest = max(MIN_BATCH, processes)
     if n_train < smallest:
         raise SetTooSmall(f"{n_train} training records are too few to train: at least {smallest} are needed")
-    if n_train >= config.batch_size:
-        return SetFit(config, [])
-    batch = 2 ** int(math.log2(n_train))
-    batch -= batch % processes
-    notes = [f"batches of {batch}: the recipe's {config.batch_size} is more than {n_train} training records"]
+    notes, batch, min_steps = [], config.batch_size, config.min_steps or 0
+    if n_train < batch:
+        batch = 2 ** int(math.log2(n_train))
+        batch -= batch % processes
+        notes.append(f"batches of {batch}: the recipe's {config.batch_size} is more than {n_train} training records")
+        min_steps = max(min_steps, MIN_STEPS)
     steps_per_epoch = n_train // batch
     epochs, every = config.epochs, config.validate_every
-    if epochs * steps_per_epoch < MIN_STEPS:
-        stretch = math.ceil(MIN_STEPS / (epochs * steps_per_epoch))
+    if epochs * steps_per_epoch < min_steps:
+        stretch = math.ceil(min_steps / (epochs * steps_per_epoch))
         epochs, every = epochs * stretch, every * stretch
         notes.append(
             f"{epochs} passes over the set ({epochs * steps_per_epoch} steps, validated every {every}), "
             "so a small set still learns"
         )
+    if not notes:
+        return SetFit(config, [])
     return SetFit(replace(config, batch_size=batch, epochs=epochs, validate_every=every), notes)
 
 
@@ -60,8 +65,8 @@ def describe_photo_set(photos_per_species: dict[str, int], config: TrainConfig) 
     unvalidated = sorted(name for name, count in validating.items() if count == 0)
     if unvalidated:
         lines.append(
-            f"{len(unvalidated)} species with fewer than 3 photos are trained on but not validated "
-            f"(no validation split below 3 photos per species): {', '.join(unvalidated[:5])}"
+            f"{len(unvalidated)} species with fewer than {PHOTO_VAL_FROM} photos are trained on but not validated "
+            f"(no validation split below {PHOTO_VAL_FROM} photos per species): {', '.join(unvalidated[:5])}"
             + ("…" if len(unvalidated) > 5 else "")
         )
     if n_val:
