@@ -146,9 +146,10 @@ def test_a_first_small_set_is_read_trained_aborted_resumed_and_used_from_the_tra
 
 
 def test_the_photo_recipe_takes_enough_steps_on_small_sets_and_keeps_large_ones():
-    """8 photos of 10 species (70 to train) fill two batches an epoch: 10 epochs would be 20 steps, and
-    40 named more held-out Leeds photos on every seed (bench/photo_recipe.py); a set below one batch gets
-    a smaller batch too; a large set keeps the recipe."""
+    """70 training photos fill two batches an epoch: 10 epochs would be 20 steps (with 8 photos of 10
+    Leeds species, the recipe's 40 steps on all 80 named more held-out photos than 20 steps on every
+    seed: bench/photo_recipe.py); a set below one batch gets a smaller batch too; a large set keeps the
+    recipe."""
     from clibd_core.train.sizing import fit_to_set
 
     recipe = TrainConfig(data="photos", out="run", modalities=["image", "text"]).resolved()
