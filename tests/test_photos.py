@@ -129,7 +129,7 @@ def test_a_first_small_set_is_read_trained_aborted_resumed_and_used_from_the_tra
     run = home / "runs" / "first-set"
     assert json.loads((run / "train_config.json").read_text())["batch_size"] == 32  # the recipe's, then fitted
     notes = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert any(m.get("type") == "note" and "batches of 8" in m["note"] for m in notes)
+    assert any(m.get("type") == "note" and "batches of 16" in m["note"] for m in notes)
     before = Workspace(home).active()
     client.predict(str(run), data, "first-set-library", api_name="/use_model")
     held_out = [
