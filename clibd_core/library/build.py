@@ -27,6 +27,7 @@ from clibd_core.data.transforms import ImageError
 from clibd_core.dna import to_acgtn
 from clibd_core.fileio import fsync_tree, write_json
 from clibd_core.library.barcode_file import BarcodeFile, write_barcodes
+from clibd_core.library.build_status import Progress, no_progress
 from clibd_core.library.calibration import calibrate
 from clibd_core.library.domain import MAX_FIT, fit_domain
 from clibd_core.library.indexes import INDEX_MEMORY, add_vectors, describe, is_compressed, new_index, train
@@ -65,11 +66,6 @@ DOMAIN_SAMPLE = 20_000  # image backbone features kept for fitting the library's
 # short reads are answered from the embedding's candidates alone.
 SEED_LIMIT = 2_000_000
 VECTOR_CACHES = "umap_*.parquet"  # files derived from the vectors only (library/projection.py)
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
-
-
-def _no_progress(stage: str, done: int, total: int) -> None:  # noqa: ARG001 - the Progress signature
-    return None
 
 
 # -- building -------------------------------------------------------------------------------------
@@ -81,7 +77,7 @@ def build_library(
     name: str | None = None,
     model_path: str | None = None,
     overwrite: bool = False,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
     batch_size: int = 64,
     description: str = "",
     processes: Processes = Processes(),  # noqa: B008 - a frozen value
@@ -116,7 +112,7 @@ def build_library(
 
     def embed(shard: int) -> _Embedded:
         chunk, first = read_records(work, shard), shard * shard_records
-        parts = _embed_records(model, chunk, first, _no_progress, batch_size, domain_stride=stride)
+        parts = _embed_records(model, chunk, first, no_progress, batch_size, domain_stride=stride)
         progress("embedding records", min(first + len(chunk), plan["records"]), plan["records"])
         return parts
 
@@ -154,7 +150,7 @@ def add_to_library(
     model,
     records: Sequence[Record],
     sources: Sequence[dict] = (),
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
     batch_size: int = 64,
 ) -> tuple[Library, list[str]]:
     """Append records to a library (as a new version); returns it and the ids left out as duplicates."""
@@ -180,7 +176,7 @@ def add_to_library(
     )
 
 
-def recalibrate(path: str | Path, model, progress: Progress = _no_progress) -> Library:
+def recalibrate(path: str | Path, model, progress: Progress = no_progress) -> Library:
     """A new version with the same vectors and a fresh calibration and domain (e.g. after a change of
     the calibration method); nothing is re-embedded, and caches derived from the vectors alone (maps)
     are kept."""
@@ -306,7 +302,7 @@ def _thumbnail(image) -> bytes:
 
 
 def _index_with(
-    previous: Library | None, modality: str, new: np.ndarray | None, memory: int, progress: Progress = _no_progress
+    previous: Library | None, modality: str, new: np.ndarray | None, memory: int, progress: Progress = no_progress
 ) -> tuple[faiss.Index, np.ndarray, np.ndarray | None]:
     """The previous version's index of a modality with the new vectors added, its rows so far, and (for
     a compressed index) all its vectors, which are written beside it for exact re-ranking.

@@ -4,9 +4,16 @@ the app shows while a build it started runs in another process (clibd_core/build
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from clibd_core.fileio import write_json
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total): what every stage of a build reports
+
+
+def no_progress(stage: str, done: int, total: int) -> None:  # noqa: ARG001 - the Progress signature
+    """The Progress of a build nobody watches."""
 
 
 class StatusWriter:

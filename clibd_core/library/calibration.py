@@ -32,6 +32,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from clibd_core.dna import to_acgtn
+from clibd_core.library.build_status import Progress, no_progress
 from clibd_core.library.evidence import (
     Evidence,
     aligned_candidates,
@@ -70,11 +71,7 @@ SPREAD_MARGIN = 0.5  # % identity below a species' own spread still accepted (be
 SUPPORT_QUANTILE = 0.005  # the weakest best-score the fits are trusted on (a low quantile, not one outlier)
 
 
-def _quiet(stage: str, done: int, total: int) -> None:  # noqa: ARG001 - the library's Progress signature
-    pass
-
-
-def calibrate(library: Library, model, k: int = K_DEFAULT, seed: int = 0, progress=_quiet) -> dict:
+def calibrate(library: Library, model, k: int = K_DEFAULT, seed: int = 0, progress: Progress = no_progress) -> dict:
     """``{"dna->dna": {"ranks": {rank: logistic}, "novelty": logistic + auroc, ...}, ...}``; ``model``
     (the library's) embeds the partial reads; ``progress(stage, done, total)`` counts pretend queries."""
     fitted = {}
@@ -161,7 +158,7 @@ def _calibrate_pair(
     return fitted
 
 
-def species_identity_floors(library: Library, seed: int = 0, progress=_quiet) -> dict[str, float]:
+def species_identity_floors(library: Library, seed: int = 0, progress: Progress = no_progress) -> dict[str, float]:
     """Per species with two or more barcodes: the lowest identity of a member to its nearest
     conspecific (aligned against the three closest by embedding), less ``SPREAD_MARGIN``. A query
     further from the species than any of its own members are from each other is probably a relative

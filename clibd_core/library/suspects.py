@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from clibd_core.dna import to_acgtn
+from clibd_core.library.build_status import Progress, no_progress
 from clibd_core.library.identity import BIN_IDENTITY, percent_identity
 from clibd_core.library.store import Library
 from clibd_core.taxonomy import MISSING
@@ -30,11 +31,7 @@ SUSPECT_LIMIT = 1_000_000  # DNA references: above this the check is not run (li
 CHUNK = 16_384
 
 
-def _quiet(stage: str, done: int, total: int) -> None:  # noqa: ARG001 - the library's Progress signature
-    pass
-
-
-def find_suspect_labels(library: Library, progress=_quiet) -> dict:
+def find_suspect_labels(library: Library, progress: Progress = no_progress) -> dict:
     """``{"checked": n, "records": [{row, id, label, inside, identity_inside, identity_own}, …]}``, or
     ``{"checked": 0, "reason": …}`` where the library holds no barcodes or too many to check."""
     if "dna" not in library.modalities:
