@@ -99,7 +99,7 @@ def _calibrate_pair(
     key_species = species[key_rows]
     per_species = Counter(key_species)
     rng = np.random.default_rng(seed)
-    suspect = library.row_mask(library.suspect_rows)[query_rows]  # their label is probably wrong: no truth
+    suspect = library.suspect_mask[query_rows]  # their label is probably wrong: no truth
     eligible = np.flatnonzero(
         [
             s != MISSING and per_species[s] >= 2 and not stray

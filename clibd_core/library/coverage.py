@@ -36,7 +36,7 @@ def bin_names(library: Library) -> dict[str, Counter]:
     def made() -> dict[str, Counter]:
         names: dict[str, Counter] = {}
         if "bin" in library.metadata:
-            suspect = library.row_mask(library.suspect_rows)
+            suspect = library.suspect_mask
             for bin_name, species, stray in zip(library.column("bin"), library.column("species"), suspect, strict=True):
                 if bin_name not in NO_BIN and species != MISSING and not stray:
                     names.setdefault(bin_name, Counter())[species] += 1

@@ -169,11 +169,20 @@ class Library:
         return mask
 
     @property
+    def suspect_records(self) -> list[dict]:
+        """The references the build found filed under the wrong species (library/suspects.py): never
+        voted with; none in libraries built before the check."""
+        return self.facts.get("suspect_labels", {}).get("records", [])
+
+    @property
     def suspect_rows(self) -> np.ndarray:
-        """Metadata rows of the references the build found filed under the wrong species
-        (library/suspects.py): never voted with; none in libraries built before the check."""
-        records = self.facts.get("suspect_labels", {}).get("records", [])
-        return self.derived("suspect rows", lambda: np.array([r["row"] for r in records], dtype=np.int64))
+        """Metadata rows of :attr:`suspect_records`."""
+        return self.derived("suspect rows", lambda: np.array([r["row"] for r in self.suspect_records], dtype=np.int64))
+
+    @property
+    def suspect_mask(self) -> np.ndarray:
+        """A boolean mask over the metadata rows, True at :attr:`suspect_rows`."""
+        return self.derived("suspect mask", lambda: self.row_mask(self.suspect_rows))
 
     def search(
         self, modality: str, queries: np.ndarray, k: int, allowed_rows: np.ndarray | None = None
@@ -185,7 +194,7 @@ class Library:
             return self._search(modality, queries, k, allowed_rows)
         fetched = k + min(len(suspects), SUSPECT_OVERFETCH * k)
         similarities, rows = self._search(modality, queries, fetched, allowed_rows)
-        suspect = self.derived("suspect mask", lambda: self.row_mask(suspects))[np.maximum(rows, 0)] & (rows >= 0)
+        suspect = self.suspect_mask[np.maximum(rows, 0)] & (rows >= 0)
         keep = np.argsort(suspect, axis=1, kind="stable")[:, :k]  # the others first, in their order
         return np.take_along_axis(similarities, keep, axis=1), np.take_along_axis(rows, keep, axis=1)
 
@@ -268,7 +277,7 @@ class Library:
             "description": self.facts.get("description", ""),
             "orders": sorted(set(meta["order"]) - {MISSING}),
             # references whose barcode lies inside another species (library/suspects.py): not voted with
-            "suspect_labels": self.facts.get("suspect_labels", {}).get("records", []),
+            "suspect_labels": self.suspect_records,
         }
 
 
