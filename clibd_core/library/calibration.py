@@ -44,13 +44,13 @@ from clibd_core.library.evidence import (
     rank_votes,
     with_seed_candidates,
 )
-from clibd_core.library.identification import RankCall
 from clibd_core.library.identity import percent_identity
 from clibd_core.library.kmers import kmer_profiles
 from clibd_core.library.naming import (
     EMBEDDING_ONLY,
     PUBLISHED_PRECISION,
     make_monotone,
+    rank_calls,
     species_not_backed,
 )
 from clibd_core.library.search import K_DEFAULT
@@ -270,23 +270,20 @@ def _bars(library: Library, samples: list, models: dict) -> dict[str, dict]:
     for evidence, row, absent in samples:
         if not absent or not len(evidence.rows):
             continue
-        votes = rank_votes(evidence, table)
-        calls = {
-            rank: RankCall(name, logistic(models[rank], rank_features(share, evidence)), share)
-            for rank, (name, share) in votes.items()
-            if rank in models
-        }
+        votes = {rank: vote for rank, vote in rank_votes(evidence, table).items() if rank in models}
+        calls = rank_calls(votes, evidence, models)
         make_monotone(calls)
         for rank, call in calls.items():
-            if rank in measured and library.column(rank)[row] != MISSING:
+            truth = library.column(rank)[row]
+            if rank in measured and truth != MISSING:
                 measured[rank][0].append(call.confidence)
-                measured[rank][1].append(call.name == library.column(rank)[row])
+                measured[rank][1].append(call.name == truth)
     return {rank: bar for rank, (confidences, right) in measured.items() if (bar := _bar(confidences, right))}
 
 
 def _bar(confidences: list[float], right: list[bool]) -> dict | None:
-    """The bar may lie below ``CONFIDENT`` (genus calls of missing species that are right 97 % of the time
-    from 0.6 up are stated) or above it; it takes in at least ``MIN_BAR_CALLS`` calls."""
+    """The bar may lie below ``CONFIDENT`` (genus calls of missing species that were right 99 % of the
+    time from 0.75 up are stated from 0.75) or above it; it takes in at least ``MIN_BAR_CALLS`` calls."""
     if len(confidences) < MIN_SAMPLES:
         return None
     order = np.argsort(-np.asarray(confidences), kind="stable")

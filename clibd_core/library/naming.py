@@ -81,10 +81,7 @@ def answer(evidence: Evidence, library: Library, pair: str, features: np.ndarray
     models = calibration.get("ranks", {})
     if result.novel:  # the species is probably absent: confidence as measured on absent species
         models = {**models, **calibration.get("ranks_if_novel", {})}
-    for rank, (name, share) in votes.items():
-        model = models.get(rank)
-        confidence = logistic(model, rank_features(share, evidence)) if model else share
-        result.ranks[rank] = RankCall(name, confidence, share)
+    result.ranks = rank_calls(votes, evidence, models)
     if result.novel:
         make_monotone(result.ranks)
         result.warnings += hold_to_bars(result.ranks, calibration.get("bars_if_novel", {}))
@@ -114,6 +111,15 @@ def answer(evidence: Evidence, library: Library, pair: str, features: np.ndarray
     ]
     result.bin = nearest_bin(result.neighbours)
     return result
+
+
+def rank_calls(votes: dict[str, tuple[str, float]], evidence: Evidence, models: dict) -> dict[str, RankCall]:
+    """Each rank's call with its calibrated confidence (the raw vote share where no model was fitted)."""
+    calls = {}
+    for rank, (name, share) in votes.items():
+        model = models.get(rank)
+        calls[rank] = RankCall(name, logistic(model, rank_features(share, evidence)) if model else share, share)
+    return calls
 
 
 def outside_species_spread(evidence: Evidence, votes: dict, library: Library, calibration: dict) -> str:

@@ -83,9 +83,10 @@ def _confirmed(
     for position, other in candidates:
         own = member_of[position]
         vector = library.vectors_at("dna", np.array([position]))[0]
+        query = to_acgtn(library.barcodes.take(rows[[position]])[0])
         members = {s: np.setdiff1d(np.flatnonzero(member_of == s), [position]) for s in (own, other)}
-        inside = _best_identity(library, position, members[other], vector)
-        own_identity = _best_identity(library, position, members[own], (sums[own] - vector).astype(np.float32))
+        inside = _best_identity(library, query, members[other], vector)
+        own_identity = _best_identity(library, query, members[own], (sums[own] - vector).astype(np.float32))
         if inside >= BIN_IDENTITY and inside - own_identity >= SUSPECT_MARGIN:
             row = int(rows[position])
             found.append(
@@ -101,10 +102,9 @@ def _confirmed(
     return found
 
 
-def _best_identity(library: Library, position: int, pool: np.ndarray, towards: np.ndarray) -> float:
-    """The best identity of the barcode at ``position`` to the ``ALIGNED_PER_SPECIES`` members of
-    ``pool`` nearest ``towards`` (the barcode's own vector, or its species' centroid)."""
+def _best_identity(library: Library, query: str, pool: np.ndarray, towards: np.ndarray) -> float:
+    """The best identity of ``query`` (a reference's barcode) to the ``ALIGNED_PER_SPECIES`` members of
+    ``pool`` (index positions) nearest ``towards`` (the barcode's own vector, or its species' centroid)."""
     rows = library.rows["dna"]
-    query = to_acgtn(library.barcodes.take(rows[[position]])[0])
     nearest = pool[np.argsort(-(library.vectors_at("dna", pool) @ towards))[:ALIGNED_PER_SPECIES]]
     return max(percent_identity(query, to_acgtn(b)) for b in library.barcodes.take(rows[nearest]))
