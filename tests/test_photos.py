@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
 import time
 import zipfile
 
@@ -11,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 from gradio_client import Client, handle_file
+from safetensors.torch import load_file
 
 from clibd_core import build_model, load_model
 from clibd_core.data.datasets import balanced_batches
@@ -19,8 +22,10 @@ from clibd_core.data.splits import assign_photo_splits
 from clibd_core.data.uploads import data_root, unpack_tree
 from clibd_core.train.config import TrainConfig
 from clibd_core.train.loop import train
+from clibd_core.train.monitor import read_metrics, read_status
 from clibd_core.workspace import Workspace
 from tests.conftest import SHARED, require
+from tests.test_train import TRAIN, wait_for_step
 
 LEEDS = SHARED / "data" / "leeds_butterflies"
 
@@ -94,6 +99,33 @@ def test_the_photo_recipe_fine_tunes_the_backbone_and_names_held_out_photos(labe
     trained = load_model(tmp_path / "run", device="cpu").image_encoder.backbone.state_dict()
     imagenet = build_model("lite", ["image", "text"]).image_encoder.backbone.state_dict()
     assert any(not torch.equal(trained[name], imagenet[name]) for name in imagenet if name.endswith("weight"))
+
+
+@pytest.mark.slow
+def test_a_photo_run_cancelled_and_resumed_ends_as_one_that_ran_through(labels, tmp_path):
+    """The recipe's species head (train/head.py) is part of the training state: a photo run cancelled
+    mid-way and resumed reaches the weights of one that ran through, and the model holds no head."""
+    data = species_tree(labels, tmp_path / "photos", 4, 3)
+
+    def run(out, *extra):
+        command = [*TRAIN, "--data", str(data), "--modalities", "image,text", "--out", str(out), "--batch-size", "4"]
+        return [*command, "--max-steps", "9", "--seed", "1", *extra]
+
+    subprocess.run(run(tmp_path / "through"), check=True, capture_output=True, timeout=600)
+    interrupted = tmp_path / "interrupted"
+    process = subprocess.Popen(run(interrupted), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_step(interrupted, 2, process)
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=120)
+    assert read_status(interrupted)["state"] == "cancelled" and read_status(interrupted)["step"] < 9
+    subprocess.run(run(interrupted, "--resume"), check=True, capture_output=True, timeout=600)
+    head_losses = [m["pairs"]["species_head"] for m in read_metrics(interrupted) if m["type"] == "train"]
+    assert len(head_losses) == 9
+    expected = load_file(str(tmp_path / "through" / "last" / "model.safetensors"))
+    actual = load_file(str(interrupted / "last" / "model.safetensors"))
+    assert expected.keys() == actual.keys() and not any("species_head" in name for name in expected)
+    for name, tensor in expected.items():
+        assert torch.allclose(tensor, actual[name], atol=1e-5), name
 
 
 @pytest.mark.slow

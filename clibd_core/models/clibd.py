@@ -117,13 +117,19 @@ class CLIBDModel(nn.Module):
 
         Keys: ``image`` (pixels), ``dna`` / ``text`` (token dicts), or ``image_backbone`` /
         ``text_backbone`` (features of a frozen backbone, computed once: only the projection runs).
-        The result also holds ``logit_scale``, the learned temperature.
+        The result also holds ``logit_scale``, the learned temperature, and with images
+        ``image_projected``, the image embedding before normalisation (the training job's species head
+        reads it).
         """
         features = {}
-        if "image" in batch:
-            features["image"] = self.image_features(batch["image"])
-        if "image_backbone" in batch:
-            features["image"] = F.normalize(self.image_encoder.proj(batch["image_backbone"].to(self.device)), dim=-1)
+        if "image" in batch or "image_backbone" in batch:
+            pooled = (
+                self.image_encoder.backbone_features(batch["image"].to(self.device))
+                if "image" in batch
+                else batch["image_backbone"].to(self.device)
+            )
+            features["image_projected"] = self.image_encoder.head(pooled)
+            features["image"] = F.normalize(features["image_projected"], dim=-1)
         if "dna" in batch:
             features["dna"] = self.dna_features(batch["dna"])
         if "text" in batch:

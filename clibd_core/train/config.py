@@ -18,11 +18,12 @@ FREEZABLE = ("image_backbone", "text_backbone")
 # third epoch changed nothing). The lite photo recipe is bench/real_photos.py's: the whole ImageNet
 # backbone fine-tuned (the frozen one holds real photos down), photo augmentation, class-balanced
 # batches, every photo's taxon against all the training taxa (no same-species negatives), a validation
-# share of every species, early stopping, and at least 40 steps (8 photos of 10 species: 20 steps gave
-# 97.1 % species on Leeds over three seeds, 40 steps 97.6 %; bench/photo_recipe.py).
+# share of every species, early stopping, at least 40 steps (8 photos of 10 species: 20 steps gave
+# 97.1 % species on Leeds over three seeds, 40 steps 97.6 %) and a species head at weight 2 (99.4 %;
+# bench/photo_recipe.py, train/head.py).
 DEFAULTS = {
     "loss": "clibd", "split": "clibd", "balanced": False, "patience": 0, "augment": "clibd", "validate_every": 1,
-    "min_steps": 0,
+    "min_steps": 0, "species_head": 0.0,
 }  # fmt: skip
 
 
@@ -58,6 +59,7 @@ class TrainConfig:
     augment: str | None = None  # clibd: the paper's image augmentation; photos: crops, flip, colour jitter
     validate_every: int | None = None  # epochs between validations (1; a small set: more, train/sizing.py)
     min_steps: int | None = None  # a small set gets more epochs until the run takes this many steps (sizing.py)
+    species_head: float | None = None  # weight of a training-only species classifier's loss (train/head.py); 0: none
 
     def resolved(self) -> TrainConfig:
         """Every unset setting filled: first from the preset's recipe for this kind of data, then from the

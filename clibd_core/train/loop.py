@@ -26,6 +26,7 @@ from accelerate.utils import DistributedDataParallelKwargs
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from clibd_core.config import MODALITIES
 from clibd_core.data.datasets import BatchListSampler, ImageDataset, balanced_batches, epoch_batches, shard
 from clibd_core.data.records import Record, record_texts
 from clibd_core.data.sources import read_source
@@ -38,6 +39,7 @@ from clibd_core.loss import clibd_loss
 from clibd_core.models.clibd import PRETRAINED_PARTS, CLIBDModel, build_model, load_model
 from clibd_core.presets import load_preset
 from clibd_core.train.config import TrainConfig
+from clibd_core.train.head import WithSpeciesHead
 from clibd_core.train.monitor import RunMonitor
 from clibd_core.train.sizing import fit_to_set
 
@@ -134,16 +136,29 @@ def _inputs(
     return inputs
 
 
-def _loss(outputs: dict, config: TrainConfig, targets: torch.Tensor | None):
+def _loss(outputs: dict, config: TrainConfig, targets: torch.Tensor):
     """CLIBD's loss over the batch, or (taxonomy) each photo's taxon among all training taxa: a softmax
-    over the text embeddings of every taxon, so photos of one species are never each other's negatives."""
-    features = {k: v.float() for k, v in outputs.items() if k != "logit_scale"}
+    over the text embeddings of every taxon, so photos of one species are never each other's negatives;
+    plus, with a species head, its cross-entropy weighted by ``config.species_head``."""
+    features = {k: outputs[k].float() for k in MODALITIES if k in outputs}
     logit_scale = outputs["logit_scale"]
     if config.loss != "taxonomy":
-        return clibd_loss(features, logit_scale)
-    logits = logit_scale.exp() * features["image"] @ features["text"].T
-    loss = F.cross_entropy(logits, targets.to(logits.device))
-    return loss, {"image->taxa": loss.detach()}
+        loss, pairs = clibd_loss(features, logit_scale)
+    else:
+        logits = logit_scale.exp() * features["image"] @ features["text"].T
+        loss = F.cross_entropy(logits, targets.to(logits.device))
+        pairs = {"image->taxa": loss.detach()}
+    if "species_logits" in outputs:
+        head_loss = F.cross_entropy(outputs["species_logits"].float(), targets.to(loss.device))
+        loss, pairs = loss + config.species_head * head_loss, {**pairs, "species_head": head_loss.detach()}
+    return loss, pairs
+
+
+def _with_head(model: CLIBDModel, config: TrainConfig, n_taxa: int) -> torch.nn.Module:
+    """What the optimiser trains: the model, or the model with a training-only species head."""
+    if config.species_head and "image" in config.modalities:
+        return WithSpeciesHead(model, n_taxa)
+    return model
 
 
 def bf16_autocast(config: TrainConfig, device: torch.device):
@@ -217,10 +232,12 @@ def _train(config: TrainConfig, resume: bool, accelerator: Accelerator, monitor:
 
     model = _model(config, resume)
     frozen = _frozen_parts(model, config.freeze)
+    trained = _with_head(model, config, len(taxa))
+    head = trained.species_head if isinstance(trained, WithSpeciesHead) else None
     test_records = [r for r in records if r.split in EVAL_SPLITS]
     cache = FeatureCache(model, train_records + eval_records + test_records, config.freeze, config.num_workers)
     optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=config.peak_lr(), weight_decay=config.weight_decay
+        [p for p in trained.parameters() if p.requires_grad], lr=config.peak_lr(), weight_decay=config.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.peak_lr(), total_steps=total_steps, pct_start=config.warmup, anneal_strategy="cos"
@@ -232,8 +249,9 @@ def _train(config: TrainConfig, resume: bool, accelerator: Accelerator, monitor:
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
         step, best, stale = int(state["step"]), float(state["best"]), int(state.get("stale", 0))
-    ddp_model, optimizer = accelerator.prepare(model, optimizer)
-    model = accelerator.unwrap_model(ddp_model)
+        if head is not None:
+            head.load_state_dict(state["species_head"])
+    ddp_model, optimizer = accelerator.prepare(trained, optimizer)
     monitor.total_steps, monitor.first_step = total_steps, step
     if is_main:
         monitor.update(state="running", step=step, total_steps=total_steps, epoch=step // steps_per_epoch)
@@ -254,6 +272,8 @@ def _train(config: TrainConfig, resume: bool, accelerator: Accelerator, monitor:
                     "best": best,
                     "stale": stale,
                 }
+                if head is not None:
+                    state["species_head"] = head.state_dict()
             _save(run_dir, name, model, config, state)
         accelerator.wait_for_everyone()
 
@@ -281,7 +301,7 @@ def _train(config: TrainConfig, resume: bool, accelerator: Accelerator, monitor:
             batch_records = [train_records[i] for i in indices]
             texts = taxa if config.loss == "taxonomy" else record_texts(batch_records)
             inputs = _inputs(model, batch_records, cache, next(pixels) if pixels else None, config, texts)
-            targets = torch.tensor([taxon_of[train_texts[i]] for i in indices]) if config.loss == "taxonomy" else None
+            targets = torch.tensor([taxon_of[train_texts[i]] for i in indices])
             with accelerator.autocast(), bf16_autocast(config, accelerator.device):
                 loss, pair_losses = _loss(ddp_model(inputs), config, targets)
             accelerator.backward(loss)
