@@ -26,7 +26,7 @@ lint: $(STAMP)
 
 test: lint default-library
 	sh tools/system-packages.sh
-	$(PY) -m pytest -q -rs --durations=25
+	$(PY) -m pytest -q -rs --durations=25 -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(PY) bench/embedding_throughput.py

@@ -6,10 +6,11 @@ import csv
 import gzip
 import os
 import random
-import socket
 from pathlib import Path
 
 import pytest
+
+from tests.ports import free_port
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 BOLD_DEV = SHARED / "data" / "bold" / "bold_insects_dev.tsv.gz"
@@ -70,9 +71,7 @@ def app_url(home) -> str:
     """The real app, served on a free local port for the duration of the session."""
     from clibd_core.ui.server import build_app
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     app = build_app()
     app.queue().launch(prevent_thread_lock=True, server_port=port, quiet=True)
     yield f"http://127.0.0.1:{port}/"

@@ -6,10 +6,11 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
+
+from tests.ports import free_port
 
 
 class PostgresUnavailable(RuntimeError):
@@ -29,9 +30,7 @@ def start_server() -> dict:
         shutil.chown(root, "postgres")
         root.chmod(0o755)
         prefix = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     data = root / "data"
     try:
         subprocess.run([*prefix, bindir / "initdb", "-D", data, "-A", "trust", "-U", "postgres"], check=True,

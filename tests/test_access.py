@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from gradio_client.exceptions import AuthenticationError
 from clibd_core.access import AccessError, add_user, allowed_roots, authenticator, confine, read_users, verify_password
 from clibd_core.cli import main as clibd
 from clibd_core.ui.server import build_app, login_for
+from tests.ports import free_port
 from tests.test_dna import COI
 
 
@@ -78,9 +78,7 @@ def test_the_app_refuses_server_paths_outside_its_roots_without_reading_them(app
 
 def test_a_served_app_asks_for_a_login(tmp_path, home):
     add_user(tmp_path / "users.txt", "ana", "correct horse")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     app = build_app()
     app.queue().launch(
         prevent_thread_lock=True, server_port=port, quiet=True, auth=authenticator(tmp_path / "users.txt")

@@ -5,7 +5,6 @@ beyond loopback (401 without, the answer with HTTP basic)."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ import pytest
 
 from clibd_core.reference import DEFAULT_LIBRARY
 from tests.plates import bold_rows
+from tests.ports import free_port
 
 pytestmark = pytest.mark.skipif(
     not (DEFAULT_LIBRARY / "CURRENT").exists(), reason="the default library is not built (make test builds it)"
@@ -29,9 +29,7 @@ def serve(host: str = "127.0.0.1") -> tuple[str, object]:
 
     from clibd_core.ui.server import server_app
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(server_app(host), host="127.0.0.1", port=port, log_level="error"))
     threading.Thread(target=server.run, daemon=True).start()
     deadline = time.time() + 60

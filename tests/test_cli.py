@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from clibd_core.reference import DEMO_MODEL
+from tests.ports import free_port
 from tests.test_dna import COI
 
 
@@ -62,7 +63,6 @@ def test_embed_writes_ids_and_normalised_vectors(tmp_path):
 def test_serve_starts_the_app_and_refuses_the_network_without_logins(tmp_path):
     """`clibd serve` is `python app.py`: the page answers on loopback; beyond it, no users file, no server."""
     import os
-    import socket
     import time
     import urllib.request
 
@@ -80,9 +80,7 @@ def test_serve_starts_the_app_and_refuses_the_network_without_logins(tmp_path):
         timeout=120,
     )
     assert refused.returncode != 0 and "clibd add-user" in refused.stderr
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "clibd_core.cli", "serve", "--port", str(port)],
         env=environment,

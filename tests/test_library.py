@@ -35,6 +35,7 @@ from clibd_core.library.search import identify
 from clibd_core.library.store import Library, LibraryError, ModelMismatchError
 from clibd_core.reference import DEMO_MODEL
 from clibd_core.taxonomy import RANKS, Taxonomy, taxonomy_text
+from tests.ports import free_port
 
 CLI = [sys.executable, "-m", "clibd_core.cli"]
 
@@ -519,7 +520,8 @@ def test_two_processes_under_accelerate_build_the_single_process_library(model, 
     single = subprocess.run([*CLI, *common, "--out", str(tmp_path / "one")], capture_output=True, text=True)
     assert single.returncode == 0, single.stderr
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
-    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "clibd_core.cli"]
+    launch += ["--num_machines", "1", "--main_process_port", str(free_port()), "--mixed_precision", "no"]
+    launch += ["--dynamo_backend", "no", "-m", "clibd_core.cli"]
     double = subprocess.run([*launch, *common, "--out", str(tmp_path / "two")], capture_output=True, text=True)
     assert double.returncode == 0, double.stderr[-3000:]
     one, two = Library.open(tmp_path / "one"), Library.open(tmp_path / "two")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import socket
 
 import pytest
 import torch
@@ -14,6 +13,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from clibd_core.loss import clibd_loss
+from tests.ports import free_port
 
 
 def brute_force_loss(features: dict[str, torch.Tensor], scale: float) -> float:
@@ -79,9 +79,7 @@ def _worker(rank: int, world: int, port: int, queue) -> None:
 
 @pytest.mark.slow
 def test_gathered_loss_gradients_equal_single_process_full_batch():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     context = mp.get_context("spawn")
     queue = context.SimpleQueue()
     mp.start_processes(_worker, args=(2, port, queue), nprocs=2, start_method="spawn", join=True)

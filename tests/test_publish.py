@@ -38,7 +38,8 @@ def test_the_bold_workbook_carries_a_project_into_another(tmp_path, monkeypatch)
     assert pd.read_excel(tmp_path / "bold.xlsx", sheet_name="Plate LAB00001", index_col=0).loc["H", 12] == "LAB00001-H12"
 
 
-def test_boldigger_table_from_the_local_library(tmp_path):
+def test_boldigger_table_from_the_local_library(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLIBD_HOME", str(tmp_path / "workspace"))  # a new user's: the real BOLD library active
     rows = bold_rows(3, seed=9)
     fasta = "".join(f">q{i}\n{row['nucleotides']}\n" for i, row in enumerate(rows))
     fasta += ">stranger\n" + "ACGT" * 150 + "\n"  # no close reference anywhere

@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from clibd_core import build_model, load_model
 from clibd_core.data.synthetic import WorldConfig, generate_world
 from clibd_core.train.monitor import read_metrics, read_status
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 TRAIN = [sys.executable, "-m", "clibd_core.cli", "train"]
@@ -144,6 +145,8 @@ def test_two_processes_with_accelerate(world, tmp_path):
         "2",
         "--num_machines",
         "1",
+        "--main_process_port",
+        str(free_port()),
         "--mixed_precision",
         "no",
         "--dynamo_backend",
