@@ -156,7 +156,7 @@ def test_a_first_small_set_is_read_trained_aborted_resumed_and_used_from_the_tra
         time.sleep(1)
     assert "resumed **first-set**" in client.predict(api_name="/train_resume")
     while ": finished" not in (text := client.predict(api_name="/train_progress")[0]):
-        assert time.time() < deadline + 600 and "failed" not in text and "crashed" not in text, text
+        assert time.time() < deadline + 1200 and "failed" not in text and "crashed" not in text, text
         time.sleep(2)
     run = home / "runs" / "first-set"
     assert json.loads((run / "train_config.json").read_text())["batch_size"] == 32  # the recipe's, then fitted
