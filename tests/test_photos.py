@@ -128,6 +128,28 @@ def test_a_photo_run_cancelled_and_resumed_ends_as_one_that_ran_through(labels, 
         assert torch.allclose(tensor, actual[name], atol=1e-5), name
 
 
+
+def test_a_run_resumes_with_its_own_recipe_after_an_upgrade(labels, tmp_path):
+    """A run started before the species head existed (its train_config.json has no such setting) resumes
+    without one, although today's recipe has it: its checkpoint holds no head to continue."""
+    data = species_tree(labels, tmp_path / "photos", 4, 3)
+    out = tmp_path / "old-run"
+    command = [*TRAIN, "--data", str(data), "--modalities", "image,text", "--out", str(out), "--batch-size", "4"]
+    old_recipe = tmp_path / "old.yaml"
+    old_recipe.write_text("species_head: 0\n")
+    process = subprocess.Popen([*command, "--max-steps", "9", "--config", str(old_recipe)], stdout=subprocess.DEVNULL)
+    wait_for_step(out, 2, process)
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=120)
+    settings = json.loads((out / "train_config.json").read_text())
+    del settings["species_head"]
+    (out / "train_config.json").write_text(json.dumps(settings))
+    done = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert read_status(out)["state"] == "finished" and read_status(out)["step"] == 9
+    assert not any("species_head" in m.get("pairs", {}) for m in read_metrics(out))
+    assert json.loads((out / "train_config.json").read_text())["species_head"] == 0
+
 @pytest.mark.slow
 def test_a_first_small_set_is_read_trained_aborted_resumed_and_used_from_the_train_tab(labels, app_url, home, tmp_path):
     """A lab's first reference set: 6 photos of each of 3 species, far below the recipe's batch of 32.

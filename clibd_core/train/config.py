@@ -26,6 +26,8 @@ DEFAULTS = {
     "min_steps": 0, "species_head": 0.0,
 }  # fmt: skip
 
+RUN_PLACEMENT = ("out", "num_workers", "checkpoint_every")  # what a resumed run takes from the new call
+
 
 @dataclass
 class TrainConfig:
@@ -74,6 +76,15 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"cannot freeze {unknown}: choose from {FREEZABLE}")
         return TrainConfig(**{**filled, "modalities": [m for m in MODALITIES if m in self.modalities]})
+
+    def resumed(self) -> TrainConfig:
+        """The settings the run in ``out`` started with (its ``train_config.json``), so a run resumed after an
+        upgrade keeps its own recipe; a setting its file lacks (a run older than the setting) is read as
+        off (``DEFAULTS``). Only where and how it runs follow this call: out, workers, checkpoint spacing."""
+        saved = json.loads((Path(self.out) / "train_config.json").read_text())
+        known = {f.name for f in fields(TrainConfig)}
+        here = {name: getattr(self, name) for name in RUN_PLACEMENT}
+        return TrainConfig(**{**asdict(self), **DEFAULTS, **{k: v for k, v in saved.items() if k in known}, **here})
 
     def peak_lr(self) -> float:
         return self.lr * (self.batch_size / 500 if self.scale_lr else 1.0)

@@ -195,6 +195,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         raise RunExistsError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another --out")
     if resume and not has_checkpoint:
         raise RunExistsError(f"{run_dir} holds no checkpoint to resume")
+    if resume:
+        config = config.resumed()
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "train_config.json", asdict(config))
