@@ -29,6 +29,11 @@ IVF_RERANK = 200  # shortlist re-ranked exactly (bench/library_scale.py measures
 IVF_TRAIN = 100_000  # vectors the coarse quantiser and the product quantiser are trained on
 IVF_MIN = 512  # fewer vectors than this are never compressed (the quantisers need ≥ 256 to train)
 
+# The number of queries from which FAISS searches a flat index with BLAS. As installed (FAISS 1.15),
+# batches below about 500 queries took the other path: 4.4 ms a query for a batch of 256 barcodes
+# against the default library's 86k vectors, 0.28 ms with BLAS (bench/identify_profile.py).
+faiss.cvar.distance_compute_blas_threshold = 20
+
 
 def index_kind(size: int, dim: int, memory: int = INDEX_MEMORY) -> str:
     """``flat``, ``hnsw`` or ``ivfpq`` for ``size`` vectors of ``dim`` floats under ``memory`` bytes."""
