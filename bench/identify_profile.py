@@ -38,7 +38,7 @@ STAGES = {  # stage: (module file, function) whose cumulative time it is
     "vector search (FAISS)": ("store.py", "search"),
     "seed candidates": ("seeds.py", "candidates"),
     "alignment (edlib)": ("identity.py", "percent_identity"),
-    "votes, confidence, honesty rules": ("search.py", "answer"),
+    "votes, confidence, honesty rules": ("naming.py", "answer"),
 }
 
 

@@ -8,6 +8,7 @@ This module imports neither torch nor a model: readers and datasets use it freel
 from __future__ import annotations
 
 import itertools
+import operator
 import re
 from dataclasses import dataclass, field
 
@@ -28,6 +29,7 @@ MAX_AMBIGUOUS_PERCENT = 1.0  # BOLD flags barcodes with more than 1 % ambiguous 
 # Stop codons of the invertebrate mitochondrial code (NCBI translation table 5): TGA is Trp and
 # AGA/AGG are Ser there, so only TAA and TAG end a reading frame.
 STOP_CODONS_TABLE_5 = frozenset({"TAA", "TAG"})
+_STOP_CODON = re.compile(f"(?=({'|'.join(sorted(STOP_CODONS_TABLE_5))}))")  # every position a stop starts at
 
 # Primers and adapters that are commonly left on submitted COI reads (5'→3' as ordered).
 FORWARD_PRIMERS = {
@@ -142,10 +144,9 @@ def clean_sequence(raw: str, record_id: str = "query") -> str:
 
 def best_reading_frame(sequence: str) -> tuple[int, int]:
     """``(frame, stop codons)`` of the frame with the fewest table-5 stops; codons with ambiguity skipped."""
-    counts = [
-        sum(sequence[i : i + 3] in STOP_CODONS_TABLE_5 for i in range(frame, len(sequence) - 2, 3))
-        for frame in range(3)
-    ]
+    counts = [0, 0, 0]
+    for stop in _STOP_CODON.finditer(sequence):
+        counts[stop.start() % 3] += 1
     frame = min(range(3), key=counts.__getitem__)
     return frame, counts[frame]
 
@@ -175,15 +176,22 @@ def orient(sequence: str) -> tuple[str, bool, str]:
 
 
 def _approximate_find(window: str, pattern: str, max_mismatches: int) -> int:
-    """First offset where ``pattern`` matches ``window`` with at most ``max_mismatches`` substitutions, or -1."""
-    for start in range(len(window) - len(pattern) + 1):
-        mismatches = 0
-        for a, b in zip(window[start : start + len(pattern)], pattern, strict=True):
-            mismatches += a != b
-            if mismatches > max_mismatches:
-                break
-        else:
-            return start
+    """First offset where ``pattern`` matches ``window`` with at most ``max_mismatches`` substitutions, or -1.
+
+    A match with m substitutions holds one of the pattern's m + 1 disjoint pieces exactly (pigeonhole),
+    so only the offsets where a piece is found are compared: most reads hold no primer at all."""
+    size, last = len(pattern) // (max_mismatches + 1), len(window) - len(pattern)
+    offsets = set()
+    for piece_start in range(0, size * (max_mismatches + 1), size):
+        piece = pattern[piece_start : piece_start + size]
+        found = window.find(piece)
+        while found >= 0:
+            if 0 <= found - piece_start <= last:
+                offsets.add(found - piece_start)
+            found = window.find(piece, found + 1)
+    for offset in sorted(offsets):
+        if sum(map(operator.ne, window[offset : offset + len(pattern)], pattern)) <= max_mismatches:
+            return offset
     return -1
 
 
@@ -217,7 +225,7 @@ def inspect_barcode(record_id: str, raw: str) -> BarcodeReport:
         return report
     sequence, report.reverse_complemented, report.orientation = orient(sequence)
     report.sequence, report.length = sequence, len(sequence)
-    ambiguous = sum(base not in NUCLEOTIDES for base in sequence)
+    ambiguous = len(sequence) - sum(sequence.count(base) for base in NUCLEOTIDES)
     report.ambiguous_percent = 100.0 * ambiguous / len(sequence)
     report.frame, report.stop_codons = best_reading_frame(sequence)
     if report.length < BARCODE_LENGTH:

@@ -79,6 +79,23 @@ def test_short_barcode_and_primer_tail_are_flagged():
     assert not any("primer" in w for w in inspect_barcode("coi", COI).warnings)
 
 
+def test_a_primer_is_found_with_up_to_three_substitutions_a_few_bases_inside_the_read():
+    """The primer search tolerates sequencing errors and a tag before the primer, but not a random read."""
+    primer = "GGTCAACAAATCATAAAGATATTGG"  # LCO1490
+
+    def substituted(positions):
+        return "".join(
+            {"A": "C", "C": "G", "G": "T", "T": "A"}[b] if i in positions else b for i, b in enumerate(primer)
+        )
+
+    for tag in ("", "ACGTAC", "TTGACCATGGAC"):
+        for positions in ({0, 1, 2}, {0, 12, 24}, {6, 7, 20}):
+            read = tag + substituted(positions) + COI
+            assert any("LCO1490" in w for w in inspect_barcode("read", read).warnings), (tag, positions)
+        read = tag + substituted({0, 6, 12, 18}) + COI
+        assert not any("LCO1490" in w for w in inspect_barcode("read", read).warnings), tag
+
+
 @pytest.mark.parametrize(
     "text, fragment",
     [
