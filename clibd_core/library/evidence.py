@@ -62,9 +62,20 @@ def aligned_candidates(
         similarities = np.r_[similarities, library.vectors_at("dna", positions) @ vector]
     known = [] if evidence.identities is None else list(evidence.identities)
     barcodes = library.barcodes.take(rows[len(known) :])
-    identities = np.array(known + [percent_identity(sequence, to_acgtn(barcode)) for barcode in barcodes])
+    identities = np.array(known + _identities(sequence, barcodes))
     order = np.lexsort((-similarities, -identities))[:k]
     return Evidence(rows[order], similarities[order], identities[order], len(sequence))
+
+
+def _identities(sequence: str, barcodes: list[str]) -> list[float]:
+    """The query's identity with each barcode: a barcode met twice (references of one haplotype, common in
+    BOLD) is aligned once, and one that holds the query whole is 100 % without aligning."""
+    known: dict[str, float] = {}
+    for barcode in barcodes:
+        if barcode not in known:
+            target = to_acgtn(barcode)
+            known[barcode] = 100.0 if sequence in target or target in sequence else percent_identity(sequence, target)
+    return [known[barcode] for barcode in barcodes]
 
 
 def needs_seeds(evidence: Evidence, sequence: str) -> bool:
