@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from clibd_core.library.coverage import bin_rivals, minor_bin, missing_relatives
-from clibd_core.library.domain import distances
+from clibd_core.library.domain import distances, with_arrays
 from clibd_core.library.evidence import (
     BIN_IDENTITY,
     Evidence,
@@ -182,7 +182,9 @@ def confidence_limits(
     if "ranks" not in calibration:
         reason = calibration.get("fallback", "it was built before calibration existed")
         return [f"this library could not be calibrated ({reason}): no rank is stated with confidence"]
-    domain = library.facts.get("domain", {}).get(pair.split("->")[0])
+    modality = pair.split("->")[0]
+    stated = library.facts.get("domain", {}).get(modality)
+    domain = stated and library.derived(f"domain:{modality}", lambda: with_arrays(stated))
     if domain and features is not None and distances(domain, features)[0] > domain["threshold"]:
         return [OUT_OF_DOMAIN_MESSAGE]
     floor = calibration.get("support", {}).get("min_score")
