@@ -255,6 +255,23 @@ def test_a_library_calibrated_before_novelty_named_its_features_still_answers(li
     assert result.novelty == pytest.approx(1 / (1 + np.exp(-(20.0 - 5.0 * top.similarity - 15.0 * top.identity / 100))))
 
 
+def test_one_query_and_a_batch_find_the_same_neighbours_in_the_same_order(library, model, records):
+    """A barcode searched alone (torch's product) and in a batch (FAISS's BLAS search) meets the same
+    references, equal similarities ordered by index position: the top hit shown does not depend on how
+    many barcodes were sent with it (only a near-tie with the 10th may swap which one is kept)."""
+    barcodes = [r.barcode for r in records if r.barcode][:40]
+    vectors = model.encode_barcodes(barcodes)
+    vectors = np.vstack([vectors, vectors[:5]])  # repeated queries: tied references are common
+    batch_similarities, batch_rows = library.search("dna", vectors, 10)
+    for vector, similarities, rows in zip(vectors, batch_similarities, batch_rows, strict=True):
+        alone_similarities, alone_rows = library.search("dna", vector[None], 10)
+        assert np.allclose(alone_similarities[0], similarities, atol=1e-5)
+        inside = similarities > similarities[-1] + 1e-5  # clear of the 10th (the two products round apart)
+        assert np.array_equal(alone_rows[0][inside], rows[inside])
+        positions = library.positions("dna", rows)
+        for i in range(9):  # best first; a tie keeps index order
+            assert similarities[i] > similarities[i + 1] or positions[i] < positions[i + 1]
+
 def test_restriction_by_taxon_and_country(library, model, records):
     order = records[0].taxonomy.order
     other = next(r for r in records if r.taxonomy.order != order)

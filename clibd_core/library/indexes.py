@@ -18,6 +18,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import torch
 
 INDEX_MEMORY = 4 * 2**30
 EXACT_LIMIT = 300_000  # vectors per modality searched exactly; beyond, HNSW (bench/library_search.py)
@@ -31,8 +32,10 @@ IVF_MIN = 512  # fewer vectors than this are never compressed (the quantisers ne
 
 # The number of queries from which FAISS searches a flat index with BLAS. As installed (FAISS 1.15),
 # batches below about 500 queries took the other path: 4.4 ms a query for a batch of 256 barcodes
-# against the default library's 86k vectors, 0.28 ms with BLAS (bench/identify_profile.py).
-faiss.cvar.distance_compute_blas_threshold = 20
+# against the default library's 86k vectors, 0.28 ms with BLAS (bench/identify_profile.py). Fewer
+# queries than this are searched by numpy's matrix product instead (flat_search_few).
+FEW_QUERIES = 20
+faiss.cvar.distance_compute_blas_threshold = FEW_QUERIES
 
 
 def index_kind(size: int, dim: int, memory: int = INDEX_MEMORY) -> str:
@@ -63,6 +66,29 @@ def new_index(dim: int, size: int, memory: int = INDEX_MEMORY) -> faiss.Index:
     # never uses (polysemous_ht stays 0): 27 s of every build on 2 cores for nothing.
     ivf.do_polysemous_training = False
     return index
+
+
+def flat_vectors(index: faiss.IndexFlat) -> torch.Tensor:
+    """A flat index's vectors, as a tensor sharing the index's memory (no copy); valid while it lives."""
+    return torch.from_numpy(faiss.rev_swig_ptr(index.get_xb(), index.ntotal * index.d).reshape(index.ntotal, index.d))
+
+
+def flat_search_few(vectors: torch.Tensor, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner products and positions of each query's ``k`` nearest ``vectors``, for fewer than
+    ``FEW_QUERIES`` queries: one barcode against the default library's 86k × 256 vectors takes 6 ms
+    here, 12 ms in FAISS's flat search (what the app meets: one query at a time). Torch's product, not
+    numpy's: numpy's BLAS threads would contend with torch's for the 2 cores. (A search among some rows
+    only stays with FAISS, which skips the others.)"""
+    with torch.inference_mode():
+        similarities, positions = (torch.from_numpy(queries) @ vectors.T).topk(k, dim=1)
+    return similarities.numpy(), positions.numpy()
+
+
+def ties_by_position(similarities: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's results best first, equal similarities by index position: the same order whichever
+    search found them (the references of one haplotype tie, and the first of them is shown as the top hit)."""
+    order = np.lexsort((positions, -similarities), axis=-1)
+    return np.take_along_axis(similarities, order, axis=1), np.take_along_axis(positions, order, axis=1)
 
 
 def is_compressed(index: faiss.Index) -> bool:

@@ -38,7 +38,16 @@ import pandas as pd
 from clibd_core.data.records import Record
 from clibd_core.library.barcode_file import FILES as BARCODE_FILES
 from clibd_core.library.barcode_file import BarcodeColumn, BarcodeFile
-from clibd_core.library.indexes import HNSW_EF_SEARCH, IVF_NPROBE, IVF_RERANK, read_index
+from clibd_core.library.indexes import (
+    FEW_QUERIES,
+    HNSW_EF_SEARCH,
+    IVF_NPROBE,
+    IVF_RERANK,
+    flat_search_few,
+    flat_vectors,
+    read_index,
+    ties_by_position,
+)
 from clibd_core.library.seeds import SeedIndex
 from clibd_core.library.vector_file import VectorFile
 from clibd_core.taxonomy import ALL_RANKS, MISSING
@@ -203,23 +212,17 @@ class Library:
     ) -> tuple[np.ndarray, np.ndarray]:
         index = self.indexes[modality]
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        selector = None
-        if allowed_rows is not None:
-            # A bitmap over index positions: built in one pass, cheap to test (at millions of references
-            # a set of ids is not).
-            bitmap = np.packbits(self.row_mask(allowed_rows)[self.rows[modality]], bitorder="little")
-            selector = faiss.IDSelectorBitmap(len(self.rows[modality]), faiss.swig_ptr(bitmap))
-        if modality in self.stored:
+        allowed = None if allowed_rows is None else self.row_mask(allowed_rows)[self.rows[modality]]
+        selector = _selector(allowed)  # FAISS reads it during the search: held here till then
+        if isinstance(index, faiss.IndexFlatIP) and len(queries) < FEW_QUERIES and allowed is None and index.ntotal:
+            vectors = self.derived(f"flat vectors:{modality}", lambda: flat_vectors(index))
+            similarities, positions = flat_search_few(vectors, queries, min(k, index.ntotal))
+        elif modality in self.stored:
             similarities, positions = self._reranked(modality, queries, k, selector)
         else:
-            params = None
-            if selector is not None:
-                params = (
-                    faiss.SearchParametersHNSW(sel=selector, efSearch=max(HNSW_EF_SEARCH, k))
-                    if isinstance(index, faiss.IndexHNSW)
-                    else faiss.SearchParameters(sel=selector)
-                )
+            params = _params(index, selector, k)
             similarities, positions = index.search(queries, min(k, max(index.ntotal, 1)), params=params)
+        similarities, positions = ties_by_position(similarities, positions)  # the missing (-1) stay last
         rows = np.where(positions >= 0, self.rows[modality][np.maximum(positions, 0)], -1)
         return similarities, rows
 
@@ -295,6 +298,25 @@ def metadata_table(records: Sequence[Record]) -> pd.DataFrame:
         },
         columns=list(METADATA_COLUMNS),
     )
+
+
+def _selector(allowed: np.ndarray | None) -> faiss.IDSelector | None:
+    """A FAISS selector of the allowed index positions (a bitmap: built in one pass, cheap to test; at
+    millions of references a set of ids is not); None when all are allowed."""
+    if allowed is None:
+        return None
+    bitmap = np.packbits(allowed, bitorder="little")
+    selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bitmap))
+    selector.bitmap_array = bitmap  # the selector reads it: keep it alive as long as the selector
+    return selector
+
+
+def _params(index: faiss.Index, selector: faiss.IDSelector | None, k: int) -> faiss.SearchParameters | None:
+    if selector is None:
+        return None
+    if isinstance(index, faiss.IndexHNSW):
+        return faiss.SearchParametersHNSW(sel=selector, efSearch=max(HNSW_EF_SEARCH, k))
+    return faiss.SearchParameters(sel=selector)
 
 
 def _current_version(path: Path) -> Path:
