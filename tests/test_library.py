@@ -272,6 +272,7 @@ def test_one_query_and_a_batch_find_the_same_neighbours_in_the_same_order(librar
         for i in range(9):  # best first; a tie keeps index order
             assert similarities[i] > similarities[i + 1] or positions[i] < positions[i + 1]
 
+
 def test_restriction_by_taxon_and_country(library, model, records):
     order = records[0].taxonomy.order
     other = next(r for r in records if r.taxonomy.order != order)

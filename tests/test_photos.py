@@ -128,7 +128,7 @@ def test_a_photo_run_cancelled_and_resumed_ends_as_one_that_ran_through(labels, 
         assert torch.allclose(tensor, actual[name], atol=1e-5), name
 
 
-
+@pytest.mark.slow
 def test_a_run_resumes_with_its_own_recipe_after_an_upgrade(labels, tmp_path):
     """A run started before the species head existed (its train_config.json has no such setting) resumes
     without one, although today's recipe has it: its checkpoint holds no head to continue."""
@@ -149,6 +149,7 @@ def test_a_run_resumes_with_its_own_recipe_after_an_upgrade(labels, tmp_path):
     assert read_status(out)["state"] == "finished" and read_status(out)["step"] == 9
     assert not any("species_head" in m.get("pairs", {}) for m in read_metrics(out))
     assert json.loads((out / "train_config.json").read_text())["species_head"] == 0
+
 
 @pytest.mark.slow
 def test_a_first_small_set_is_read_trained_aborted_resumed_and_used_from_the_train_tab(labels, app_url, home, tmp_path):
