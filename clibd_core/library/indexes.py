@@ -33,7 +33,7 @@ IVF_MIN = 512  # fewer vectors than this are never compressed (the quantisers ne
 # The number of queries from which FAISS searches a flat index with BLAS. As installed (FAISS 1.15),
 # batches below about 500 queries took the other path: 4.4 ms a query for a batch of 256 barcodes
 # against the default library's 86k vectors, 0.28 ms with BLAS (bench/identify_profile.py). Fewer
-# queries than this are searched by numpy's matrix product instead (flat_search_few).
+# queries than this are searched by torch's matrix product instead (flat_search_few).
 FEW_QUERIES = 20
 faiss.cvar.distance_compute_blas_threshold = FEW_QUERIES
 
