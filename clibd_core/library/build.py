@@ -29,6 +29,7 @@ from clibd_core.fileio import fsync_tree, write_json
 from clibd_core.library.barcode_file import BarcodeFile, write_barcodes
 from clibd_core.library.build_status import Progress, no_progress
 from clibd_core.library.calibration import calibrate
+from clibd_core.library.dna_precision import build_choice, dna_tower_in
 from clibd_core.library.domain import MAX_FIT, fit_domain
 from clibd_core.library.indexes import INDEX_MEMORY, add_vectors, describe, is_compressed, new_index, train
 from clibd_core.library.kmers import kmer_profiles
@@ -83,6 +84,7 @@ def build_library(
     processes: Processes = Processes(),  # noqa: B008 - a frozen value
     shard_records: int = SHARD_RECORDS,
     index_memory: int = INDEX_MEMORY,
+    dna_precision: str = "fp32",
 ) -> Library | None:
     """Embed every record's barcode, image and taxonomy text (those the model has) into a new library.
 
@@ -93,7 +95,8 @@ def build_library(
     taken relative to the library directory). Under ``accelerate
     launch`` pass ``processes=PartialState()``: every process embeds its shards (library/shards.py),
     the main one assembles and commits the library and returns it; the others return None. A build
-    that was killed resumes from its finished shards.
+    that was killed resumes from its finished shards. ``dna_precision`` is fp32, bf16, int8 or ``auto``
+    (measured on the build's own barcodes: library/dna_precision.py).
     """
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -109,10 +112,13 @@ def build_library(
             shutil.rmtree(work, ignore_errors=True)
         raise LibraryError("the source holds no usable record to build a library from (clibd inspect says why)")
     stride = _domain_stride(plan["with_image"])
+    precision = build_choice(
+        work, model, dna_precision, plan["records"], lambda: read_records(work, 0), processes, progress
+    )
 
     def embed(shard: int) -> _Embedded:
         chunk, first = read_records(work, shard), shard * shard_records
-        parts = _embed_records(model, chunk, first, no_progress, batch_size, domain_stride=stride)
+        parts = _embed_records(model, chunk, first, no_progress, batch_size, stride, precision["chosen"])
         progress("embedding records", min(first + len(chunk), plan["records"]), plan["records"])
         return parts
 
@@ -137,6 +143,7 @@ def build_library(
         "shards": plan["shards"],
         "shard_records": shard_records,
         "device": str(model.device),
+        "dna_precision": precision,
         "seconds": round(time.time() - started, 1),
     }
     barcodes = read_barcodes(work, plan["shards"])
@@ -218,9 +225,10 @@ def _embed_records(
     progress: Progress,
     batch_size: int,
     domain_stride: int | None = None,
+    dna_precision: str = "fp32",
 ) -> _Embedded:
     """The barcodes' and images' vectors of ``records`` (taxonomy texts are embedded by the caller,
-    once per lineage across the whole library)."""
+    once per lineage across the whole library); barcodes with the DNA tower in ``dna_precision``."""
     vectors: dict[str, list[np.ndarray]] = {}
     rows: dict[str, list[int]] = {}
     thumbnails: dict[int, bytes] = {}
@@ -230,14 +238,15 @@ def _embed_records(
     if "dna" in modalities:
         with_dna = [i for i, r in enumerate(records) if r.barcode]
         kmer_index = not model.dna_reads_kmer_profiles
-        for start in range(0, len(with_dna), batch_size):
-            chunk = with_dna[start : start + batch_size]
-            vectors.setdefault("dna", []).append(model.encode_barcodes([records[i].barcode for i in chunk]))
-            rows.setdefault("dna", []).extend(first_row + i for i in chunk)
-            if kmer_index:
-                vectors.setdefault("kmer", []).append(kmer_profiles([records[i].barcode for i in chunk]))
-                rows.setdefault("kmer", []).extend(first_row + i for i in chunk)
-            progress("barcodes", min(start + batch_size, len(with_dna)), len(with_dna))
+        with dna_tower_in(model, dna_precision):
+            for start in range(0, len(with_dna), batch_size):
+                chunk = with_dna[start : start + batch_size]
+                vectors.setdefault("dna", []).append(model.encode_barcodes([records[i].barcode for i in chunk]))
+                rows.setdefault("dna", []).extend(first_row + i for i in chunk)
+                if kmer_index:
+                    vectors.setdefault("kmer", []).append(kmer_profiles([records[i].barcode for i in chunk]))
+                    rows.setdefault("kmer", []).extend(first_row + i for i in chunk)
+                progress("barcodes", min(start + batch_size, len(with_dna)), len(with_dna))
     if "image" in modalities:
         with_image = [i for i, r in enumerate(records) if r.has_image]
         stride = domain_stride or _domain_stride(len(with_image))
