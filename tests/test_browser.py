@@ -40,15 +40,17 @@ def screenshots(tmp_path) -> Path:
 
 
 def drop_file(page, path: Path, tries: int = 6) -> None:
-    """Set ``path`` on the page's first file input until the page shows its name. Under load the page can
-    show its buttons before its scripts have taken over the input; a file set then is dropped unseen (a
-    user would drop it again), which once failed this suite and CI."""
+    """Set ``path`` on the page's first file input until the page links to it on the server. Under load the
+    page can show its buttons before its scripts have taken over the input; a file set then is dropped
+    unseen (a user would drop it again), which once failed this suite and CI. The name alone shows while
+    the upload still runs: a click on Identify then sent the barcode without the photo, which once
+    failed this suite under two workers."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     for _ in range(tries):
         page.locator("input[type=file]").first.set_input_files(str(path))
         try:
-            page.get_by_text(path.name).first.wait_for(timeout=15_000)
+            page.locator(f"a[href*='file='][href$='{path.name}']").first.wait_for(timeout=15_000)
             return
         except PlaywrightTimeout:
             continue
