@@ -11,6 +11,7 @@ batch size and number of steps as the recipe's run took: the same time budget), 
 Reported per seed and method: species and genus top-1 of the held-out photos, training seconds.
 
     .venv/bin/python bench/photo_recipe.py [--seeds 0 1 2] [--per-species 8] [--work runs/bench_photo_recipe]
+        [--out docs/bench_photo_recipe.json]
 """
 
 from __future__ import annotations
@@ -117,11 +118,13 @@ def main() -> None:
     parser.add_argument("--work", default="runs/bench_photo_recipe")
     parser.add_argument("--label", default="recipe", help="the name of this run in the JSON (a variant)")
     parser.add_argument("--config", help="a config file given to the recipe's run (a variant to measure)")
+    parser.add_argument("--out", type=Path, default=OUT, help="the JSON kept (one per --per-species)")
     args = parser.parse_args()
     if not LEEDS.exists():
         raise SystemExit(f"{LEEDS} is absent")
-    report = json.loads(OUT.read_text()) if OUT.is_file() else {}
-    report.setdefault("per_species", args.per_species)
+    report = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    if report.setdefault("per_species", args.per_species) != args.per_species:
+        raise SystemExit(f"{args.out} holds runs of {report['per_species']} photos a species: pass another --out")
     for seed in args.seeds:
         work = Path(args.work) / args.label / f"seed{seed}"
         train_csv, held = split(seed, args.per_species, work)
@@ -133,7 +136,7 @@ def main() -> None:
         if plain not in seeds:
             train = pd.read_csv(train_csv)
             seeds[plain] = plain_fine_tune(train, held, ours["steps"], ours["batch_size"], seed)
-        OUT.write_text(json.dumps(report, indent=2))
+        args.out.write_text(json.dumps(report, indent=2))
         print(json.dumps({seed: seeds}, indent=2), flush=True)
 
 
