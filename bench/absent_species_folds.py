@@ -1,5 +1,5 @@
 """Species missing from the library, over leave-species-out folds of the real BOLD set, against blastn
-(megablast, and the sensitive `-task blastn` on a sample) and VSEARCH on the same folds.
+(megablast, and the sensitive `-task blastn` on a sample), VSEARCH and SINTAX on the same folds.
 
 Folds: the evaluable species of ../shared/data/bold/bold_insects_dev.tsv.gz (≥ 10 records) are shuffled
 once and cut in five; fold f holds out the f-th fifth (``assign_splits(..., fold=f)``). A DNA model is
@@ -7,12 +7,16 @@ trained per fold by the documented recipe (``clibd train --data BOLD --modalitie
 batch 256) with ``split_fold=f``, so it never sees a held-out species. Half the held-out species are put
 in the library untrained-on (their key records; queries: their other records): "never-trained". The
 other half are in neither the training nor the library: "absent". "Seen": the trained species' test
-records. Every method answers by its choice (clibd: identify's defaults; the others: their top hit).
+records. Every method answers by its choice (clibd: identify's defaults; blastn and VSEARCH: their top
+hit; SINTAX, ``vsearch --sintax``: its prediction at each rank).
 
-Per fold and as mean ± sd over folds: species top-1 (seen / never-trained); absent species' genus (genus
-in the library) and family (family in the library); absent species given a species name (identify's
-deepest rank is the species, confidence ≥ 0.8); novelty AUROC (absent vs never-trained; baselines: minus
-the top identity); time per query. Short reads (fold 0 and up): the 313-bp Leray fragment (the 3' end of
+Per fold and as mean ± sd over folds, per method: top-1 at every rank (seen / never-trained); absent
+species' genus (genus in the library) and family (family in the library); for absent species, the share
+of queries with a stated rank, that rank's precision, the share with a genus or species stated and with a
+species named (clibd: the deepest rank at confidence ≥ 0.8; SINTAX: bootstrap support ≥ 0.8; blastn and
+VSEARCH: BOLDigger3's identity thresholds, 97 / 95 / 90 / 85 % for species / genus / family / order);
+novelty AUROC (absent vs never-trained; baselines: minus the top identity, SINTAX: 1 - its species
+support); time per query. Short reads (fold 0 and up): the 313-bp Leray fragment (the 3' end of
 the Folmer region), a 130-bp mini-barcode (its 5' end), and a 200-bp window anywhere.
 
 Models and libraries are kept under runs/folds/ and reused; each fold's figures are written to
@@ -29,7 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from baselines import blastn_top_hits, vsearch_top_hits
+from baselines import SINTAX_CUTOFF, blastn_top_hits, sintax_calls, vsearch_top_hits
 from sklearn.metrics import roc_auc_score
 
 from clibd_core.data.bold import read_bold_tsv
@@ -46,6 +50,7 @@ from clibd_core.train.loop import train
 
 BOLD = Path(__file__).resolve().parents[2] / "shared" / "data" / "bold" / "bold_insects_dev.tsv.gz"
 WORK = Path("runs/folds")
+BOLDIGGER = (("species", 97.0), ("genus", 95.0), ("family", 90.0), ("order", 85.0))  # BOLDigger3's % identity
 FRAGMENTS = {
     "leray_313": lambda s, rng: s[-313:] if len(s) >= 600 else None,
     "mini_130": lambda s, rng: s[:130] if len(s) >= 400 else None,
@@ -117,8 +122,8 @@ def top1(answers: list[dict], truths: list[dict], rank: str, keep: list[bool] | 
 
 
 def clibd_answers(library: Library, model, sequences: dict[str, list[str]]) -> tuple[dict, dict, dict, float]:
-    """Per group: the lineage answered, novelty, whether a species was named; and ms per query."""
-    answers, novelty, named, seconds = {}, {}, {}, 0.0
+    """Per group: the lineage answered, novelty, the deepest stated rank (confidence ≥ 0.8); ms per query."""
+    answers, novelty, stated, seconds = {}, {}, {}, 0.0
     for group, barcodes in sequences.items():
         queries = [Query(f"q{i}", barcode=s) for i, s in enumerate(barcodes)]
         started = time.perf_counter()
@@ -126,26 +131,60 @@ def clibd_answers(library: Library, model, sequences: dict[str, list[str]]) -> t
         seconds += time.perf_counter() - started
         answers[group] = [{rank: c.name for rank, c in r.ranks.items()} for r in results]
         novelty[group] = [r.novelty for r in results]
-        named[group] = [r.deepest_rank == "species" and r.ranks["species"].confidence >= CONFIDENT for r in results]
-    return answers, novelty, named, 1000 * seconds / sum(map(len, sequences.values()))
+        stated[group] = [r.deepest_rank if r.deepest_rank and r.ranks[r.deepest_rank].confidence >= CONFIDENT
+                         else None for r in results]  # fmt: skip
+    return answers, novelty, stated, 1000 * seconds / sum(map(len, sequences.values()))
 
 
-def baseline_answers(search, references: list, sequences: dict[str, list[str]]) -> tuple[dict, dict, float]:
+def baseline_answers(search, references: list, sequences: dict[str, list[str]]) -> tuple[dict, dict, dict, float]:
+    """A top-hit method's lineages and novelty, its stated rank by BOLDigger3's identity thresholds."""
     keys = [r.barcode for r in references]
-    answers, novelty, seconds = {}, {}, 0.0
+    answers, novelty, stated, seconds = {}, {}, {}, 0.0
     for group, barcodes in sequences.items():
         hits, identities, spent = search(barcodes, keys)
         seconds += spent
         answers[group] = [lineage(references[i]) if i >= 0 else {} for i in hits]
         novelty[group] = list(-identities)
-    return answers, novelty, 1000 * seconds / sum(map(len, sequences.values()))
+        stated[group] = [next((rank for rank, bar in BOLDIGGER if identity >= bar), None) for identity in identities]
+    return answers, novelty, stated, 1000 * seconds / sum(map(len, sequences.values()))
 
 
-def measures(answers: dict, novelty: dict, truths: dict, known: dict) -> dict:
+def sintax_answers(references: list, sequences: dict[str, list[str]]) -> tuple[dict, dict, dict, float]:
+    """SINTAX's prediction at every rank, novelty as 1 - its species support, its stated rank (≥ 0.8)."""
+    keys, lineages = [r.barcode for r in references], [lineage(r) for r in references]
+    answers, novelty, stated, seconds = {}, {}, {}, 0.0
+    for group, barcodes in sequences.items():
+        calls, spent = sintax_calls(barcodes, keys, lineages)
+        seconds += spent
+        answers[group] = [{rank: name for rank, (name, _) in called.items()} for called in calls]
+        novelty[group] = [1 - called.get("species", ("", 0.0))[1] for called in calls]
+        stated[group] = [
+            next((rank for rank in reversed(RANKS) if called.get(rank, ("", 0.0))[1] >= SINTAX_CUTOFF), None)
+            for called in calls
+        ]
+    return answers, novelty, stated, 1000 * seconds / sum(map(len, sequences.values()))
+
+
+def stated_measures(answers: list[dict], stated: list[str | None], truths: list[dict]) -> dict:
+    """Absent queries: the share with a stated rank, that rank's precision, a genus or a species stated."""
+    calls = [(rank, a.get(rank) == t[rank]) for a, rank, t in zip(answers, stated, truths, strict=True) if rank]
+    return {
+        "absent_stated_share": len(calls) / len(truths),
+        "absent_stated_right": float(np.mean([right for _, right in calls])) if calls else float("nan"),
+        "absent_genus_stated_share": sum(rank in ("genus", "species") for rank, _ in calls) / len(truths),
+        "absent_named_species": sum(rank == "species" for rank, _ in calls) / len(truths),
+    }
+
+
+def measures(answers: dict, novelty: dict, stated: dict, truths: dict, known: dict) -> dict:
     labels = np.r_[np.zeros(len(novelty["never_trained"])), np.ones(len(novelty["absent"]))]
     return {
-        "seen_species": top1(answers["seen"], truths["seen"], "species"),
-        "never_trained_species": top1(answers["never_trained"], truths["never_trained"], "species"),
+        **{
+            f"{group}_{rank}": top1(answers[group], truths[group], rank)
+            for group in ("seen", "never_trained")
+            for rank in RANKS
+        },  # fmt: skip
+        **stated_measures(answers["absent"], stated["absent"], truths["absent"]),
         "absent_genus": top1(answers["absent"], truths["absent"], "genus", known["genus"]),
         "absent_family": top1(answers["absent"], truths["absent"], "family", known["family"]),
         "novelty_auroc": float(roc_auc_score(labels, np.r_[novelty["never_trained"], novelty["absent"]])),
@@ -167,18 +206,19 @@ def run_fold(fold: int, records: list, args: argparse.Namespace) -> dict:
 
     results = {"queries": {g: len(m) for g, m in groups.items()}, "references": len(references)}
     results["absent_species"] = len({r.taxonomy.species for r in groups["absent"]})
-    answers, novelty, named, ms = clibd_answers(library, model, sequences)
-    results["clibd_identify"] = {
-        **measures(answers, novelty, truths, known),
-        "absent_named_species": float(np.mean(named["absent"])),
-        "ms_per_query": ms,
+    answers, novelty, stated, ms = clibd_answers(library, model, sequences)
+    results["clibd_identify"] = {**measures(answers, novelty, stated, truths, known), "ms_per_query": ms}
+    baselines = {
+        "blastn_megablast": lambda: baseline_answers(blastn_top_hits, references, sequences),
+        "vsearch": lambda: baseline_answers(vsearch_top_hits, references, sequences),
+        "sintax": lambda: sintax_answers(references, sequences),
     }
-    for method, search in (("blastn_megablast", blastn_top_hits), ("vsearch", vsearch_top_hits)):
-        if previous:
+    for method, run in baselines.items():
+        if previous and method in previous:
             results[method] = previous[method]
             continue
-        base_answers, base_novelty, ms = baseline_answers(search, references, sequences)
-        results[method] = {**measures(base_answers, base_novelty, truths, known), "ms_per_query": ms}
+        base_answers, base_novelty, base_stated, ms = run()
+        results[method] = {**measures(base_answers, base_novelty, base_stated, truths, known), "ms_per_query": ms}
 
     # The sensitive blastn on a sample of absent queries whose genus is in the library, clibd beside it.
     sample = [i for i, keep in enumerate(known["genus"]) if keep][: args.sensitive]
@@ -203,10 +243,11 @@ def run_fold(fold: int, records: list, args: argparse.Namespace) -> dict:
         cut_sequences = {g: [s for _, s in pairs] for g, pairs in chosen.items()}
         cut_truths = {g: [truths[g][i] for i, _ in pairs] for g, pairs in chosen.items()}
         cut_known = [known["genus"][i] for i, _ in chosen["absent"]]
-        ours, _, named, _ = clibd_answers(library, model, cut_sequences)
+        ours, _, stated, _ = clibd_answers(library, model, cut_sequences)
         methods = [("clibd", ours)]
         if not previous:
             methods.append(("blastn", baseline_answers(blastn_top_hits, references, cut_sequences)[0]))
+            methods.append(("sintax", sintax_answers(references, cut_sequences)[0]))
         results["fragments"][name] = {
             **(previous["fragments"][name] if previous else {}),
             "queries": {g: len(s) for g, s in cut_sequences.items()},
@@ -219,7 +260,9 @@ def run_fold(fold: int, records: list, args: argparse.Namespace) -> dict:
                     ("absent_genus", top1(found["absent"], cut_truths["absent"], "genus", cut_known)),
                 )
             },
-            "clibd_absent_named_species": float(np.mean(named["absent"])) if named["absent"] else float("nan"),
+            "clibd_absent_named_species": float(np.mean([r == "species" for r in stated["absent"]]))
+            if stated["absent"]
+            else float("nan"),
         }
     return results
 

@@ -1,4 +1,5 @@
-"""The DNA baselines the benchmarks compare against: blastn and VSEARCH top hits, 5-mer cosine 1-NN."""
+"""The DNA baselines the benchmarks compare against: blastn and VSEARCH top hits, SINTAX per-rank calls,
+5-mer cosine 1-NN."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from clibd_core.taxonomy import MISSING
 
 KMERS = {"".join(k): i for i, k in enumerate(itertools.product("ACGT", repeat=5))}
 
@@ -125,3 +128,53 @@ def vsearch_top_hits(queries: list[str], keys: list[str], threads: int = 2) -> t
         seconds = time.time() - started
         lines = (work / "hits.tsv").read_text().splitlines()
     return (*_best_hits(lines, len(queries)), seconds)
+
+
+SINTAX_RANKS = {"o": "order", "f": "family", "g": "genus", "s": "species"}
+
+
+def _sintax_name(name: str) -> str:
+    """A name as a SINTAX header can hold it (its fields are split on commas, colons and semicolons)."""
+    return "_".join(name.replace(",", " ").replace(":", " ").replace(";", " ").split())
+
+
+SINTAX_CUTOFF = 0.8  # the bootstrap support from which SINTAX's users take a rank as stated
+
+
+def sintax_calls(
+    queries: list[str], keys: list[str], key_lineages: list[dict[str, str]], threads: int = 2
+) -> tuple[list[dict[str, tuple[str, float]]], float]:
+    """SINTAX (``vsearch --sintax``, Edgar 2016) per query: {rank: (name, bootstrap support)} at every
+    rank it predicts (a rank is stated where the support is ≥ ``SINTAX_CUTOFF``), names spelled as the
+    keys spell them, and the seconds taken.
+
+    The keys' lineages give the reference headers (``tax=o:…,f:…,g:…,s:…``; a missing name is left out
+    of its header, so SINTAX never votes for it).
+    """
+    spelled = {(rank, _sintax_name(lineage[rank])): lineage[rank] for lineage in key_lineages for rank in lineage}
+    with _fasta_files("vsearch", "vsearch", queries, []) as work:
+        with open(work / "keys.fa", "w") as handle:
+            for i, (sequence, lineage) in enumerate(zip(keys, key_lineages, strict=True)):
+                ranks = [f"{code}:{_sintax_name(lineage[rank])}" for code, rank in SINTAX_RANKS.items()
+                         if lineage.get(rank, MISSING) not in ("", MISSING)]  # fmt: skip
+                handle.write(f">{i};tax={','.join(ranks)};\n{sequence}\n")
+        started = time.time()
+        subprocess.run(
+            ["vsearch", "--sintax", str(work / "queries.fa"), "--db", str(work / "keys.fa"),
+             "--sintax_cutoff", str(SINTAX_CUTOFF), "--tabbedout", str(work / "calls.tsv"),
+             "--threads", str(threads), "--quiet"],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        seconds = time.time() - started
+        lines = (work / "calls.tsv").read_text().splitlines()
+    calls: list[dict[str, tuple[str, float]]] = [{} for _ in queries]
+    for line in lines:
+        fields = line.split("\t")
+        for part in filter(None, fields[1].split(",") if len(fields) > 1 else []):
+            code, _, rest = part.partition(":")
+            name, _, support = rest.rpartition("(")
+            if code in SINTAX_RANKS:
+                rank = SINTAX_RANKS[code]
+                calls[int(fields[0])][rank] = (spelled[rank, name], float(support.rstrip(")")))
+    return calls, seconds

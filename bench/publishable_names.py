@@ -9,9 +9,11 @@ included, so this measures the naming rules, not the DNA tower on unseen species
 (bench/absent_species_folds.py trains one model per fold for that).
 
 Each fold is answered twice: without a checklist (the BIN rule only) and with one (the set's own
-species list, as a regional checklist would hold them). Reported per fold: absent queries named at
-species (wrong by construction), absent queries whose deepest stated rank is right, the genus stated
-for absent queries, present queries named right / wrong at species, and what each rule withheld.
+species list, as a regional checklist would hold them); beside them SINTAX (``vsearch --sintax``, cutoff
+0.8) on the same references and queries, its deepest supported rank as its stated rank. Reported per
+fold: absent queries named at species (wrong by construction), absent queries whose deepest stated rank
+is right, the genus stated for absent queries, present queries named right / wrong at species, and what
+each rule withheld.
 
     .venv/bin/python bench/publishable_names.py [--folds 0 1 2 3 4] [--queries 300] [--per-species 40]
 """
@@ -25,6 +27,8 @@ import random
 import time
 from pathlib import Path
 
+from baselines import SINTAX_CUTOFF, sintax_calls
+
 from clibd_core.data.bold import read_bold_tsv
 from clibd_core.library.build import build_library
 from clibd_core.library.coverage import CHECKLIST_FILE, attach_checklist
@@ -33,7 +37,7 @@ from clibd_core.library.search import identify
 from clibd_core.library.store import Library
 from clibd_core.models.clibd import load_model
 from clibd_core.reference import DEFAULT_MODEL, DEFAULT_SOURCE
-from clibd_core.taxonomy import MISSING
+from clibd_core.taxonomy import MISSING, RANKS
 
 WORK = Path("runs/publishable")
 OUT = Path("docs/bench_publishable_names.json")
@@ -48,36 +52,47 @@ def folds_of(records, seed: int = 0) -> dict[str, int]:
     return {name: i % 5 for i, name in enumerate(species)}
 
 
-def score(records_by_id, results, absent: set[str]) -> dict:
+def answers_of(results) -> list[tuple[str, str | None, dict[str, str], list[str]]]:
+    """identify's results as (query id, deepest stated rank, name per rank, warnings)."""
+    return [(r.query_id, r.deepest_rank, {rank: c.name for rank, c in r.ranks.items()}, r.warnings) for r in results]
+
+
+def sintax_answers(queries, references) -> tuple[list, float]:
+    """SINTAX's calls (stated from its cutoff, 0.8) against the same references, in the same form, and ms per query."""
+    lineages = [{rank: r.taxonomy.get(rank) for rank in RANKS} for r in references]
+    calls, seconds = sintax_calls([r.barcode for r in queries], [r.barcode for r in references], lineages)
+    answers = []
+    for record, called in zip(queries, calls, strict=True):
+        deepest = next((rank for rank in reversed(RANKS) if called.get(rank, ("", 0))[1] >= SINTAX_CUTOFF), None)
+        answers.append((record.id, deepest, {rank: name for rank, (name, _) in called.items()}, []))
+    return answers, 1000 * seconds / len(queries)
+
+
+def score(records_by_id, answers, absent: set[str]) -> dict:
     out = {"absent": 0, "absent_named_species": 0, "absent_deepest_right": 0, "absent_stated": 0,
            "absent_genus_stated": 0, "absent_genus_stated_right": 0, "present": 0, "present_species_right": 0,
            "present_species_wrong": 0,
            "withheld_bin": 0, "withheld_checklist": 0, "withheld_right": 0, "withheld_wrong": 0}  # fmt: skip
     per_species: dict[str, list[bool]] = {}  # absent queries' stated ranks, right or not, by species
-    for result in results:
-        truth = records_by_id[result.query_id].taxonomy
-        species_call = result.ranks.get("species")
-        withheld = [w for w in result.warnings if "species not named" in w and ("BIN" in w or "checklist" in w)]
+    for query_id, deepest, names, warnings in answers:
+        truth = records_by_id[query_id].taxonomy
+        withheld = [w for w in warnings if "species not named" in w and ("BIN" in w or "checklist" in w)]
         if withheld:
             out["withheld_bin" if "BIN" in withheld[0] else "withheld_checklist"] += 1
-            right = species_call is not None and species_call.name == truth.species
-            out["withheld_right" if right else "withheld_wrong"] += 1
+            out["withheld_right" if names.get("species") == truth.species else "withheld_wrong"] += 1
         if truth.species in absent:
             out["absent"] += 1
-            out["absent_named_species"] += result.deepest_rank == "species"
-            if result.deepest_rank:
+            out["absent_named_species"] += deepest == "species"
+            if deepest:
                 out["absent_stated"] += 1
-                out["absent_genus_stated"] += result.deepest_rank in ("genus", "species")
-                out["absent_genus_stated_right"] += result.deepest_rank == "genus" and (
-                    result.ranks["genus"].name == truth.genus
-                )
-                call = result.ranks[result.deepest_rank]
-                out["absent_deepest_right"] += call.name == truth.get(result.deepest_rank)
-                per_species.setdefault(truth.species, []).append(call.name == truth.get(result.deepest_rank))
+                out["absent_genus_stated"] += deepest in ("genus", "species")
+                out["absent_genus_stated_right"] += deepest == "genus" and names["genus"] == truth.genus
+                out["absent_deepest_right"] += names[deepest] == truth.get(deepest)
+                per_species.setdefault(truth.species, []).append(names[deepest] == truth.get(deepest))
         else:
             out["present"] += 1
-            if result.deepest_rank == "species":
-                right = result.ranks["species"].name == truth.species
+            if deepest == "species":
+                right = names["species"] == truth.species
                 out["present_species_right" if right else "present_species_wrong"] += 1
     # Queries are drawn by record, so abundant species weigh most; each species counted once:
     out["absent_deepest_right_per_species"] = round(
@@ -134,7 +149,9 @@ def main() -> None:
             started = time.time()
             results = identify(library, model, [Query(r.id, barcode=r.barcode) for r in queries])
             elapsed_ms = 1000 * (time.time() - started) / len(queries)
-            figures[case] = {**score(by_id, results, absent), "ms_per_query": round(elapsed_ms, 2)}
+            figures[case] = {**score(by_id, answers_of(results), absent), "ms_per_query": round(elapsed_ms, 2)}
+        answers, elapsed_ms = sintax_answers(queries, references)
+        figures["sintax 0.8"] = {**score(by_id, answers, absent), "ms_per_query": round(elapsed_ms, 2)}
         report[f"f{fold}"] = figures
         print(json.dumps({f"f{fold}": figures}, indent=1), flush=True)
     OUT.write_text(json.dumps(report, indent=1))
