@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -79,6 +81,23 @@ def test_model_directory_round_trip(lite_model, tmp_path):
     np.testing.assert_allclose(loaded.encode_barcodes([COI]), lite_model.encode_barcodes([COI]), atol=1e-6)
     np.testing.assert_allclose(loaded.encode_texts(["a b c d"]), lite_model.encode_texts(["a b c d"]), atol=1e-6)
     assert not list(tmp_path.glob(".tmp-*"))  # the atomic write left no staging directory
+
+
+def test_a_model_opened_with_its_dna_tower_alone_embeds_the_same_without_transformers(lite_model, tmp_path):
+    out = lite_model.save(tmp_path / "model")
+    dna_only = load_model(out, device="cpu", towers=("dna",))
+    assert dna_only.towers == ("dna",) and dna_only.fingerprint == lite_model.fingerprint
+    np.testing.assert_allclose(dna_only.encode_barcodes([COI]), lite_model.encode_barcodes([COI]), atol=1e-6)
+    with pytest.raises(ValueError, match="without its text tower"):
+        dna_only.encode_texts(["a b c d"])
+    with pytest.raises(ValueError, match="cannot be saved"):
+        dna_only.save(tmp_path / "partial")
+    check = (
+        "import sys; from clibd_core import load_model; "
+        f"load_model({str(out)!r}, device='cpu', towers=('dna',)).encode_barcodes(['ACGTACGTAC' * 30]); "
+        "sys.exit('transformers' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", check]).returncode == 0, "a barcode run imported transformers"
 
 
 def test_dna_tower_kmer_profile_equals_the_library_profile(bold_sample):

@@ -254,14 +254,14 @@ def _skipped_printer(shown: int = 20):
     return report
 
 
-def _library_model(library, model_dir: str | None):
-    """The model a library was built with (its recorded path), or the one named."""
+def _library_model(library, model_dir: str | None, towers: tuple[str, ...] | None = None):
+    """The model a library was built with (its recorded path), or the one named; ``towers``: only those."""
     from clibd_core.models.clibd import load_model
 
     path = model_dir or library.model_path
     if not path or not Path(path).is_dir():
         raise FileNotFoundError(f"the library's model ({path or 'not recorded'}) is not here: pass --model")
-    return load_model(path)
+    return load_model(path, towers=towers)
 
 
 def _build_library(args: argparse.Namespace) -> int:
@@ -339,9 +339,9 @@ def _identify(args: argparse.Namespace) -> int:
 
     try:
         library = Library.open(args.library or _active_library())
-        model = _library_model(library, args.model)
-        fasta = read_text(args.fasta) if args.fasta else ""
         images = [p for path in args.images or [] for p in _image_files(Path(path), IMAGE_SUFFIXES)]
+        model = _library_model(library, args.model, towers=None if images else ("dna",))  # barcodes: the DNA tower
+        fasta = read_text(args.fasta) if args.fasta else ""
         queries = queries_from(fasta, images)
         if not queries:
             raise ValueError("nothing to identify: give --fasta and/or --images")

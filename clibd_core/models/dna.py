@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import BertConfig, BertForMaskedLM
 
 from clibd_core.config import LiteDNAConfig
 
@@ -25,6 +24,8 @@ class PaperDNATower(nn.Module):
         super().__init__()
         if pooling not in ("softmax_mean", "hidden_mean"):
             raise ValueError(f"unknown DNA pooling '{pooling}'")
+        from transformers import BertConfig, BertForMaskedLM  # imported here: the lite tower does without it
+
         # Untied: the replaced decoder must never be re-tied to the word embeddings.
         bert = BertForMaskedLM(BertConfig(vocab_size=1027, tie_word_embeddings=False))
         bert.cls.predictions.decoder = nn.Linear(bert.config.hidden_size, embed_dim)
