@@ -11,7 +11,7 @@ import pytest
 from clibd_core import build_model, load_model
 from clibd_core.data.bold import read_bold_tsv
 from clibd_core.library import dna_precision
-from clibd_core.library.build import build_library
+from clibd_core.library.build import add_to_library, build_library
 from clibd_core.library.dna_precision import PRECISIONS, measure_precisions, probe_barcodes
 from clibd_core.library.identification import Query
 from clibd_core.library.search import identify
@@ -66,3 +66,21 @@ def test_an_auto_build_records_its_choice_and_a_short_one_skips_the_probe(bold_r
     for library in (short, probed):  # either way a library's own barcodes find their own species
         named = [res.ranks["species"].name for res in identify(library, model, queries)]
         assert np.mean([n == r.taxonomy.species for n, r in zip(named, records, strict=False)]) >= 0.95
+
+
+def test_queries_and_appended_barcodes_are_embedded_in_the_librarys_format(bold_records, tmp_path):
+    """A bf16 library embeds its queries and the barcodes appended later in bf16, as its references were
+    (fp32 queries against bf16 references would mix two roundings)."""
+    model = load_model(require(DEFAULT_MODEL), device="cpu")
+    records = [r for r in bold_records if r.barcode and set(r.barcode) <= set("ACGT")][:240]
+    library = build_library(model, records[:200], tmp_path / "bf16", dna_precision="bf16")
+    assert library.dna_precision == "bf16"
+    [answer] = identify(library, model, [Query("q", barcode=records[0].barcode)])
+    with dna_precision.dna_tower_in(model, "bf16"):
+        in_bf16 = model.encode_barcodes([records[0].barcode])
+        appended_in_bf16 = model.encode_barcodes([r.barcode for r in records[200:]])
+    assert np.array_equal(np.float32(answer.embedding), in_bf16[0])
+    assert not np.allclose(model.encode_barcodes([records[0].barcode])[0], in_bf16[0], atol=1e-4)
+    grown, _ = add_to_library(tmp_path / "bf16", model, records[200:])
+    assert grown.dna_precision == "bf16"
+    assert np.array_equal(grown.vectors("dna")[200:], appended_in_bf16)

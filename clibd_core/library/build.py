@@ -168,7 +168,9 @@ def add_to_library(
     fresh = _unique_records([r for r in records if r.id not in known])
     if not fresh:
         return library, duplicates
-    parts = _embed_records(model, fresh, len(library.metadata), progress, batch_size)
+    parts = _embed_records(
+        model, fresh, len(library.metadata), progress, batch_size, dna_precision=library.dna_precision
+    )
     added = metadata_table(fresh)
     if "text" in model.config.modalities:
         lineages = library.metadata.loc[library.rows["text"]] if "text" in library.rows else library.metadata[:0]

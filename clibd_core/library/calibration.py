@@ -33,6 +33,7 @@ from sklearn.metrics import roc_auc_score
 
 from clibd_core.dna import to_acgtn
 from clibd_core.library.build_status import Progress, no_progress
+from clibd_core.library.dna_precision import dna_tower_in
 from clibd_core.library.evidence import (
     Evidence,
     aligned_candidates,
@@ -123,7 +124,8 @@ def _calibrate_pair(
         for i in cut:
             sequences[i] = partial_read(sequences[i], rng)
         query_vectors = query_vectors.copy()
-        query_vectors[cut] = model.encode_barcodes([sequences[i] for i in cut], clean=False)
+        with dna_tower_in(model, library.dna_precision):  # as a query against this library is embedded
+            query_vectors[cut] = model.encode_barcodes([sequences[i] for i in cut], clean=False)
     use_kmers = aligned and "kmer" in library.indexes
     kmer_rows = library.rows["kmer"] if use_kmers else None
     kmer_keys = library.vectors("kmer") if use_kmers else None

@@ -14,8 +14,10 @@ from __future__ import annotations
 import copy
 import json
 import random
+import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,9 +41,18 @@ WARM_UP = 8  # barcodes embedded untimed in each format first (the first call pa
 CHOICE_FILE = "dna_precision.json"  # in a build's work folder: a resumed build goes on in its format
 
 
+_INT8_TOWERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # fp32 DNA tower -> its int8 copy
+_INT8_SWAP = threading.Lock()  # an int8 block swaps the model's tower: one block at a time (served users)
+
+
 @contextmanager
 def dna_tower_in(model, precision: str) -> Iterator[None]:
-    """Within the block, ``model.encode_barcodes`` runs its DNA tower in ``precision``."""
+    """Within the block, ``model.encode_barcodes`` runs its DNA tower in ``precision``.
+
+    The int8 copy of a tower is made once (about 50 ms) and kept while the tower lives: a served library
+    embeds one barcode at a time. A tower's weights must not change after it has been used in int8, and
+    int8 blocks do not nest.
+    """
     import torch
 
     if precision not in PRECISIONS:
@@ -52,16 +63,19 @@ def dna_tower_in(model, precision: str) -> Iterator[None]:
         with torch.autocast(model.device.type, dtype=torch.bfloat16):
             yield
     else:
-        fp32_tower = model.dna_encoder
-        with warnings.catch_warnings():  # torch 2.14 calls its own quantised tensors deprecated
-            warnings.simplefilter("ignore", UserWarning)
-            model.dna_encoder = torch.ao.quantization.quantize_dynamic(
-                copy.deepcopy(fp32_tower), {torch.nn.Linear}, dtype=torch.qint8
-            )
-        try:
-            yield
-        finally:
-            model.dna_encoder = fp32_tower
+        with _INT8_SWAP:
+            fp32_tower = model.dna_encoder
+            if fp32_tower not in _INT8_TOWERS:
+                with warnings.catch_warnings():  # torch 2.14 calls its own quantised tensors deprecated
+                    warnings.simplefilter("ignore", UserWarning)
+                    _INT8_TOWERS[fp32_tower] = torch.ao.quantization.quantize_dynamic(
+                        copy.deepcopy(fp32_tower), {torch.nn.Linear}, dtype=torch.qint8
+                    )
+            model.dna_encoder = _INT8_TOWERS[fp32_tower]
+            try:
+                yield
+            finally:
+                model.dna_encoder = fp32_tower
 
 
 def probe_barcodes(records: Sequence[Record]) -> tuple[list[str], list[str]]:

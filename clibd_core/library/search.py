@@ -13,6 +13,7 @@ import pandas as pd
 
 from clibd_core.data.transforms import ImageError, open_image
 from clibd_core.dna import inspect_barcode, parse_sequences, to_acgtn
+from clibd_core.library.dna_precision import dna_tower_in
 from clibd_core.library.evidence import Evidence, aligned_candidates, with_seed_candidates
 from clibd_core.library.identification import Identification, Query
 from clibd_core.library.kmers import kmer_profiles
@@ -114,7 +115,8 @@ def _identify_barcodes(library, model, queries, k, allowed, align, progress, bat
     for start in range(0, len(good), batch_size):
         chunk = good[start : start + batch_size]
         sequences = [sequence for _, sequence in chunk]
-        vectors = model.encode_barcodes(sequences, clean=False)
+        with dna_tower_in(model, library.dna_precision):
+            vectors = model.encode_barcodes(sequences, clean=False)
         similarities, rows = library.search("dna", vectors, k, allowed)
         kmer_rows = library.search("kmer", kmer_profiles(sequences), k, allowed)[1] if use_kmers else rows
         for (i, sequence), vector, sims, found, more in zip(chunk, vectors, similarities, rows, kmer_rows, strict=True):

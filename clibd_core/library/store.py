@@ -139,6 +139,12 @@ class Library:
         return self.facts.get("name") or self.path.name
 
     @property
+    def dna_precision(self) -> str:
+        """The DNA tower's number format the barcodes were embedded in (fp32 for libraries that predate
+        the choice): queries and appended barcodes are embedded in it too, as the references were."""
+        return self.facts.get("build", {}).get("dna_precision", {}).get("chosen", "fp32")
+
+    @property
     def model_path(self) -> Path | None:
         """The model directory the library was built with (a relative path is relative to the library)."""
         recorded = self.facts.get("model", {}).get("path")

@@ -227,7 +227,7 @@ class CLIBDModel(nn.Module):
         frozen backbones then takes about 3 MB instead of 105 MB.
         """
         if self.towers != tuple(self.config.modalities):
-            raise ValueError("this model was opened without some of its towers (load_model's towers): it cannot be saved")
+            raise ValueError("this model was opened without some of its towers (load_model's towers): not saved")
         state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
         pretrained_parts = {}
         for part in leave_out:
