@@ -7,7 +7,10 @@ library, so most answer at the species; the hard-query path is measured by
 bench/absent_species_folds.py). Stages: hygiene (dna.inspect_barcode), embedding (tokenise + DNA
 tower), vector search (FAISS), seed candidates, alignment (edlib), votes and confidence, writing.
 
-    .venv/bin/python bench/identify_profile.py [--queries 5000]
+    .venv/bin/python bench/identify_profile.py [--queries 5000] [--library PATH] [--keep-answers CSV]
+
+``--library``: another build of the default model (e.g. ``build-library --dna-precision bf16``);
+``--keep-answers``: the whole run's results CSV, kept to compare two runs' answers.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import cProfile
 import json
 import pstats
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,12 +56,12 @@ def queries(count: int) -> list[Query]:
     ]
 
 
-def whole_run(batch: list[Query], work: Path) -> float:
+def whole_run(batch: list[Query], work: Path, library: Path) -> float:
     fasta = work / "queries.fasta"
     fasta.write_text("".join(f">{q.id}\n{q.barcode}\n" for q in batch))
     started = time.time()
     subprocess.run(
-        [sys.executable, "-m", "clibd_core.cli", "identify", "--library", str(DEFAULT_LIBRARY), "--fasta", str(fasta)]
+        [sys.executable, "-m", "clibd_core.cli", "identify", "--library", str(library), "--fasta", str(fasta)]
         + ["--out", str(work / "results.csv")],
         check=True,
         capture_output=True,
@@ -65,8 +69,8 @@ def whole_run(batch: list[Query], work: Path) -> float:
     return time.time() - started
 
 
-def stage_times(batch: list[Query], work: Path) -> dict:
-    library = Library.open(DEFAULT_LIBRARY)
+def stage_times(batch: list[Query], work: Path, path: Path) -> dict:
+    library = Library.open(path)
     model = load_model(DEFAULT_MODEL, device="cpu")
     identify(library, model, batch[:50])  # warm
     profile = cProfile.Profile()
@@ -96,17 +100,23 @@ def stage_times(batch: list[Query], work: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queries", type=int, default=5000)
+    parser.add_argument("--library", type=Path, default=DEFAULT_LIBRARY)
+    parser.add_argument("--keep-answers", type=Path, help="copy the whole run's results CSV here")
     parser.add_argument("--out", default="docs/bench_identify_profile.json")
     args = parser.parse_args()
     batch = queries(args.queries)
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
-        seconds = whole_run(batch, work)
+        seconds = whole_run(batch, work, args.library)
+        if args.keep_answers:
+            shutil.copy(work / "results.csv", args.keep_answers)
         report = {
             "queries": len(batch),
+            "library": str(args.library),
+            "dna_precision": Library.open(args.library, with_indexes=False).dna_precision,
             "whole_clibd_identify_run_s": round(seconds, 2),
             "whole_run_ms_per_query": round(1000 * seconds / len(batch), 3),
-            "ms_per_query_by_stage": stage_times(batch, work),
+            "ms_per_query_by_stage": stage_times(batch, work, args.library),
         }
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

@@ -608,17 +608,16 @@ def test_a_library_over_its_memory_budget_gets_a_compressed_memory_mapped_index(
     root = tmp_path / "world"
     generate_world(root, WorldConfig(n_records=700, n_orders=3, seed=11))
     records = [r for r in read_source(root).records if r.barcode]
-    exact = build_library(model, records[:600], tmp_path / "exact")
     small = build_library(model, records[:600], tmp_path / "small", index_memory=10_000)
     facts = small.facts["index"]["dna"]
     assert facts["type"] == "IndexIVFPQ" and facts["memory_budget"] == 10_000 and facts["code_bytes"] == 32
-    assert exact.facts["index"]["dna"]["type"] == "IndexFlatIP"
     reopened = Library.open(tmp_path / "small")
     stored = reopened.stored["dna"]  # float16 beside the index, read row by row
-    assert len(stored) == 600 and np.allclose(stored.take([3, 1]), exact.vectors("dna")[[3, 1]], atol=2e-3)
+    references = model.encode_barcodes([r.barcode for r in records[:600]])  # what an exact library holds
+    assert len(stored) == 600 and np.allclose(stored.take([3, 1]), references[[3, 1]], atol=2e-3)
     queries = model.encode_barcodes([r.barcode for r in records[600:700]])
     found = reopened.search("dna", queries, 10)[1]
-    truth = exact.search("dna", queries, 10)[1]
+    truth = np.argsort(-(queries @ references.T), axis=1, kind="stable")[:, :10]
     recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
     assert recall >= 0.95
     order = records[0].taxonomy.order

@@ -85,7 +85,8 @@ def test_one_epoch_run_writes_everything(world, tmp_path):
 
 
 def test_killed_run_resumes_to_the_same_weights(world, tmp_path):
-    common = ("--epochs", "2", "--checkpoint-every", "3")
+    """Barcodes and taxonomy only: a photo run's resume has its own test (tests/test_photos.py)."""
+    common = ("--epochs", "2", "--checkpoint-every", "3", "--modalities", "dna,text")
     reference = tmp_path / "reference"
     subprocess.run(train_args(world, reference, *common), check=True, capture_output=True, timeout=600)
     interrupted = tmp_path / "interrupted"
