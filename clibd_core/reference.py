@@ -4,7 +4,9 @@ What ships in git is its source (``reference_db/bold/bold_insects_dev.tsv.gz``, 
 2.4 MB) and the DNA + text model trained on it by the documented recipe (``reference_db/bold_model``,
 about 4 MB). ``clibd build-default`` (run once by ``make run`` / ``make test``) embeds the barcodes into
 ``reference_db/bold_library``, in a few minutes on two cores with a progress bar; it does nothing when
-the library is already built from the same source with the same model.
+the library is already built from the same source with the same model. Its barcodes are embedded in the
+DNA tower's number format chosen by measurement (``auto``: bf16 for the shipped tower on a CPU with bf16
+support, the same names as fp32 on 5,000 real queries, docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ DEFAULT_LIBRARY = REFERENCE_DB / "bold_library"
 DEMO_LIBRARY = REFERENCE_DB / "demo" / "library"
 DEMO_MODEL = REFERENCE_DB / "demo" / "model"
 DEFAULT_NAME = "BOLD insect barcodes (real public records)"
+DEFAULT_PRECISION = "auto"  # the DNA tower's number format for the default build (library/dna_precision.py)
 ATTRIBUTION = (
     "BOLD Systems public records (boldsystems.org; Ratnasingham & Hebert 2007), as exported in the GitHub "
     "repository matteodegobbi/InsectClassification. Cite BOLD when you publish results from this library."
@@ -33,7 +36,8 @@ COVERAGE_NOTE = (
 
 def default_library_is_current() -> bool:
     """Whether the default library exists, was built by the shipped model from the shipped source, and has
-    the parts today's search uses (the seed index, barcodes beside the metadata, the check of its labels)."""
+    the parts today's search uses (the seed index, barcodes beside the metadata, the check of its labels), and
+    its barcodes in the number format the default build measures for (``DEFAULT_PRECISION``)."""
     from clibd_core.library.barcode_file import FILES as BARCODE_FILES
     from clibd_core.library.seeds import FILES as SEED_FILES
     from clibd_core.library.store import Library, LibraryError
@@ -46,6 +50,7 @@ def default_library_is_current() -> bool:
     source_sha = [s.get("sha256") for s in library.facts.get("sources", [])]
     complete = all((library.version_dir / name).exists() for name in (*SEED_FILES, *BARCODE_FILES))
     complete = complete and "suspect_labels" in library.facts
+    complete = complete and library.facts.get("build", {}).get("dna_precision", {}).get("asked") == DEFAULT_PRECISION
     return complete and library.fingerprint == model and source_sha == [file_sha256(DEFAULT_SOURCE)]
 
 
@@ -68,6 +73,7 @@ def build_default_library(progress=None) -> Path:
         model_path="../bold_model",
         overwrite=True,
         description=COVERAGE_NOTE,
+        dna_precision=DEFAULT_PRECISION,
         **kwargs,
     )
     return DEFAULT_LIBRARY

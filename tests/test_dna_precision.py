@@ -57,7 +57,11 @@ def test_an_auto_build_records_its_choice_and_a_short_one_skips_the_probe(bold_r
     model = load_model(require(DEFAULT_MODEL), device="cpu")
     records = bold_records[:300]
     short = build_library(model, records, tmp_path / "short", dna_precision="auto")
-    assert short.facts["build"]["dna_precision"] == {"chosen": "fp32", "why": "fewer than 10,000 barcodes"}
+    assert short.facts["build"]["dna_precision"] == {
+        "chosen": "fp32",
+        "why": "fewer than 10,000 barcodes",
+        "asked": "auto",
+    }
     monkeypatch.setattr(dna_precision, "AUTO_FROM", 200)  # as if this were a long build
     probed = build_library(model, records, tmp_path / "probed", dna_precision="auto")
     choice = probed.facts["build"]["dna_precision"]

@@ -145,7 +145,7 @@ def build_choice(
     ``first_records()``. Decided once, by the main process, and kept in ``work``."""
     file = work / CHOICE_FILE
     if processes.is_main_process and not file.is_file():
-        write_json(file, _choice(model, requested, n_records, first_records, progress))
+        write_json(file, {**_choice(model, requested, n_records, first_records, progress), "asked": requested})
     processes.wait_for_everyone()
     return json.loads(file.read_text())
 
