@@ -106,7 +106,7 @@ def fold_library(fold: int, model, references: list) -> Library:
     """The fold's library, built once; recalibrated (no re-embedding) when it predates the seed index."""
     path = WORK / f"f{fold}" / "library"
     if not (path / "CURRENT").exists():
-        build_library(model, references, path, name=f"BOLD dev, fold {fold}")
+        build_library(model, references, path, name=f"BOLD dev, fold {fold}", maps=False)
     library = Library.open(path)
     return library if library.seeds is not None else recalibrate(path, model)
 

@@ -137,7 +137,7 @@ def main() -> None:
         path = WORK / f"f{fold}"
         started = time.time()
         if not (path / "CURRENT").exists():
-            build_library(model, references, path)
+            build_library(model, references, path, maps=False)  # never explored
         built = time.time() - started
         (path / CHECKLIST_FILE).unlink(missing_ok=True)
         by_id = {r.id: r for r in queries}

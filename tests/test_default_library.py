@@ -135,7 +135,7 @@ def test_species_missing_from_a_real_library_are_placed_but_not_named(bold_recor
             per_species[record.taxonomy.species].append(record)
     queries = [record for records in per_species.values() for record in records]
     model = load_model(DEFAULT_MODEL, device="cpu")
-    library = build_library(model, references, tmp_path / "lib")
+    library = build_library(model, references, tmp_path / "lib", maps=False)
     results = identify(library, model, [Query(r.id, barcode=r.barcode) for r in queries])
     assert all(monotone(result) for result in results)
     # Real BOLD data: a few absent species have barcodes identical to another species' (mislabelled
@@ -228,7 +228,7 @@ def test_a_species_the_references_cannot_back_is_not_named(bold_records, tmp_pat
         r for i, r in enumerate(arge + aedes + condica) if not i % 5 and r.taxonomy.species != "Aedes albopictus"
     ]
     model = load_model(DEFAULT_MODEL, device="cpu")
-    library = build_library(model, references, tmp_path / "lib")
+    library = build_library(model, references, tmp_path / "lib", maps=False)
 
     def answers():
         results = identify(Library.open(library.path), model, [Query(r.id, barcode=r.barcode) for r in queries])
@@ -286,7 +286,7 @@ def test_references_filed_under_another_species_are_found_and_not_voted_with(bol
         aegypti[10:] + pick("Aedes albopictus", "BOLD:AAA5870", 40) + pick("Culex quinquefasciatus", "BOLD:AAA4751", 30)
     )
     model = load_model(DEFAULT_MODEL, device="cpu")
-    library = build_library(model, true_ones + strays, tmp_path / "lib")
+    library = build_library(model, true_ones + strays, tmp_path / "lib", maps=False)
     suspects = library.facts["suspect_labels"]
     found = {record["id"]: record for record in suspects["records"]}
     assert suspects["checked"] == len(true_ones) + len(strays)
@@ -319,7 +319,7 @@ def test_a_query_inside_a_minority_bin_of_a_species_is_not_named(bold_records, t
     main, minor = pick("Aedes albopictus", "BOLD:AAA5870", 45), pick("Aedes albopictus", "BOLD:ACS5057", 6)
     others = pick("Aedes aegypti", "BOLD:AEI9358", 40) + pick("Culex quinquefasciatus", "BOLD:AAA4751", 40)
     model = load_model(DEFAULT_MODEL, device="cpu")
-    library = build_library(model, main[5:] + minor[2:] + others, tmp_path / "lib")
+    library = build_library(model, main[5:] + minor[2:] + others, tmp_path / "lib", maps=False)
     results = identify(
         Library.open(library.path), model, [Query(r.id, barcode=r.barcode) for r in main[:5] + minor[:2]]
     )

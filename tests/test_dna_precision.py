@@ -56,14 +56,14 @@ def test_int8_leaves_the_fp32_tower_in_place():
 def test_an_auto_build_records_its_choice_and_a_short_one_skips_the_probe(bold_records, tmp_path, monkeypatch):
     model = load_model(require(DEFAULT_MODEL), device="cpu")
     records = bold_records[:300]
-    short = build_library(model, records, tmp_path / "short", dna_precision="auto")
+    short = build_library(model, records, tmp_path / "short", dna_precision="auto", maps=False)
     assert short.facts["build"]["dna_precision"] == {
         "chosen": "fp32",
         "why": "fewer than 10,000 barcodes",
         "asked": "auto",
     }
     monkeypatch.setattr(dna_precision, "AUTO_FROM", 200)  # as if this were a long build
-    probed = build_library(model, records, tmp_path / "probed", dna_precision="auto")
+    probed = build_library(model, records, tmp_path / "probed", dna_precision="auto", maps=False)
     choice = probed.facts["build"]["dna_precision"]
     assert choice["why"].startswith("measured on") and choice["chosen"] in PRECISIONS
     queries = [Query(r.id, barcode=r.barcode) for r in records[:100]]
@@ -77,7 +77,7 @@ def test_queries_and_appended_barcodes_are_embedded_in_the_librarys_format(bold_
     (fp32 queries against bf16 references would mix two roundings)."""
     model = load_model(require(DEFAULT_MODEL), device="cpu")
     records = [r for r in bold_records if r.barcode and set(r.barcode) <= set("ACGT")][:240]
-    library = build_library(model, records[:200], tmp_path / "bf16", dna_precision="bf16")
+    library = build_library(model, records[:200], tmp_path / "bf16", dna_precision="bf16", maps=False)
     assert library.dna_precision == "bf16"
     [answer] = identify(library, model, [Query("q", barcode=records[0].barcode)])
     with dna_precision.dna_tower_in(model, "bf16"):

@@ -653,3 +653,15 @@ def test_a_freshly_built_library_answers_its_first_explore_from_the_stored_map(t
     finally:
         maps._layout = original
     assert fitted == [] and len(table) == library.indexes["dna"].ntotal
+
+
+def test_a_library_built_without_maps_draws_them_when_first_explored(model, records, tmp_path):
+    from clibd_core.library import projection as maps
+
+    stages = []
+    library = build_library(
+        model, records[:60], tmp_path / "lib", maps=False, progress=lambda stage, done, total: stages.append(stage)
+    )
+    assert "drawing the maps" not in stages and not maps.is_drawn(library, "dna")
+    table = maps.projection(library, "dna")
+    assert maps.is_drawn(library, "dna") and len(table) == library.indexes["dna"].ntotal

@@ -85,6 +85,7 @@ def build_library(
     shard_records: int = SHARD_RECORDS,
     index_memory: int = INDEX_MEMORY,
     dna_precision: str = "fp32",
+    maps: bool = True,
 ) -> Library | None:
     """Embed every record's barcode, image and taxonomy text (those the model has) into a new library.
 
@@ -96,7 +97,8 @@ def build_library(
     launch`` pass ``processes=PartialState()``: every process embeds its shards (library/shards.py),
     the main one assembles and commits the library and returns it; the others return None. A build
     that was killed resumes from its finished shards. ``dna_precision`` is fp32, bf16, int8 or ``auto``
-    (measured on the build's own barcodes: library/dna_precision.py).
+    (measured on the build's own barcodes: library/dna_precision.py). ``maps=False`` leaves the Explore
+    maps to be drawn when first opened (a library only a pipeline or a benchmark searches).
     """
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -147,7 +149,7 @@ def build_library(
         "seconds": round(time.time() - started, 1),
     }
     barcodes = read_barcodes(work, plan["shards"])
-    library = _write_version(out, model, facts, metadata, barcodes, parts, previous=None, progress=progress)
+    library = _write_version(out, model, facts, metadata, barcodes, parts, previous=None, progress=progress, maps=maps)
     shutil.rmtree(work, ignore_errors=True)
     return library
 
@@ -349,10 +351,11 @@ def _write_version(
     previous: Library | None,
     progress: Progress,
     keep: str = "",
+    maps: bool = True,
 ) -> Library:
     """Write a complete version beside the live one, then switch ``CURRENT`` to it atomically; files of
     the previous version matching the glob ``keep`` are copied into it. ``barcodes``: every metadata
-    row's, in order."""
+    row's, in order. ``maps``: draw the Explore maps before the commit."""
     path.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(path)
     number = 1 + max((int(p.name[1:]) for p in path.glob("v[0-9]*") if p.name[1:].isdigit()), default=0)
@@ -395,11 +398,12 @@ def _write_version(
         facts["suspect_labels"] = find_suspect_labels(staged, progress)  # before calibration: it votes without them
         facts["calibration"] = calibrate(staged, model, progress=progress)
         facts["domain"] = _domains(facts, staged, new.image_features)
-        views = map_views(modalities)
+        views = map_views(modalities) if maps else []
         for done, view in enumerate(views):  # the Explore maps, so the first Explore reads a file
             progress("drawing the maps", done, len(views))
             projection(staged, view)
-        progress("drawing the maps", len(views), len(views))
+        if views:
+            progress("drawing the maps", len(views), len(views))
         write_json(staging / "library.json", facts)
         fsync_tree(staging)
     final = path / f"v{number:06d}"

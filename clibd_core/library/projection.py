@@ -30,6 +30,10 @@ MAX_POINTS = 10_000  # ~15 s of UMAP on 2 cores, a stage of every build
 UMAP_NEIGHBOURS = 15
 UMAP_EPOCHS = 200  # UMAP's own choice above 10,000 points; below, its 500 took twice as long for no better map
 TSNE_BELOW = 2_000  # fewer points are laid out by t-SNE (no numba start-up)
+# t-SNE's iterations: 500 (its exaggerated 250 and 250 more) drew 600 and 1,500 real barcodes in half the
+# time of sklearn's 1,000, trustworthiness at 10 neighbours 0.9727 / 0.9877 against 0.9745 / 0.9898, and
+# the same share of points whose nearest on the map is of their species (74 % / 84 %).
+TSNE_ITERATIONS = 500
 PLACEMENT_NEIGHBOURS = 5
 VIEWS = {"dna": ("dna",), "image": ("image",), "both": ("image", "dna")}
 
@@ -97,13 +101,19 @@ def _draw(library: Library, view: str, cache, progress: Callable[[str], None] | 
 def _layout(vectors: np.ndarray) -> np.ndarray:
     """2-D positions: UMAP, or t-SNE below ``TSNE_BELOW`` points. Both keep neighbours together; UMAP's
     first fit in a process spends ~8 s compiling (numba) whatever the size, t-SNE draws 600 points in
-    2 s, so a small library (a lab's first photo set, a plate) gets its map without the wait."""
+    about 1.3 s, so a small library (a lab's first photo set, a plate) gets its map without the wait."""
     if len(vectors) < 4:
         return np.zeros((len(vectors), 2), dtype=np.float32)
     if len(vectors) < TSNE_BELOW:
         from sklearn.manifold import TSNE
 
-        tsne = TSNE(perplexity=min(30.0, (len(vectors) - 1) / 3), init="pca", metric="cosine", random_state=0)
+        tsne = TSNE(
+            perplexity=min(30.0, (len(vectors) - 1) / 3),
+            init="pca",
+            metric="cosine",
+            random_state=0,
+            max_iter=TSNE_ITERATIONS,
+        )
         return tsne.fit_transform(vectors).astype(np.float32)
     import umap
 
