@@ -160,7 +160,7 @@ def test_two_processes_with_accelerate(world, tmp_path):
     # No random barcode windows: each process draws its own, so only the batch's items can be compared.
     (tmp_path / "run.yaml").write_text("dna_crop: 0.0\n")
     args = ["--data", str(world), "--out", str(out), "--batch-size", "16", "--max-steps", "4", "--seed", "1"]
-    args += ["--config", str(tmp_path / "run.yaml")]
+    args += ["--config", str(tmp_path / "run.yaml"), "--modalities", "dna,text"]  # no photo features to cache
     result = subprocess.run([*launch, *args], capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert read_status(out)["state"] == "finished"
@@ -168,7 +168,9 @@ def test_two_processes_with_accelerate(world, tmp_path):
     assert [m["step"] for m in steps] == [1, 2, 3, 4]  # one metrics stream, written by the main process
     single = tmp_path / "single"
     subprocess.run(
-        train_args(world, single, "--max-steps", "1", "--config", str(tmp_path / "run.yaml")),
+        train_args(
+            world, single, "--max-steps", "1", "--config", str(tmp_path / "run.yaml"), "--modalities", "dna,text"
+        ),
         check=True,
         capture_output=True,
         timeout=600,
