@@ -153,7 +153,8 @@ def test_train_start_progress_abort_and_use(client, tmp_path, home):
         n_records=200, n_orders=2, families_per_order=1, genera_per_family=2, species_per_genus=2, seed=4
     )
     generate_world(world, config)  # 8 species of ~25 records: every split has queries
-    form = [str(world), "lite", ["image", "dna", "text"], 200, 16, None, ["image_backbone", "text_backbone"], ""]
+    # Barcodes and taxonomy: the tab's photo runs have their own test (tests/test_photos.py).
+    form = [str(world), "lite", ["dna", "text"], 200, 16, None, ["text_backbone"], ""]
     assert "started **long**" in client.predict("long", *form, api_name="/train_start")
     with pytest.raises(Exception, match="already running"):
         client.predict("second", *form, api_name="/train_start")

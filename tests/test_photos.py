@@ -109,7 +109,7 @@ def test_a_photo_run_cancelled_and_resumed_ends_as_one_that_ran_through(labels, 
 
     def run(out, *extra):
         command = [*TRAIN, "--data", str(data), "--modalities", "image,text", "--out", str(out), "--batch-size", "4"]
-        return [*command, "--max-steps", "9", "--seed", "1", *extra]
+        return [*command, "--max-steps", "6", "--seed", "1", *extra]
 
     subprocess.run(run(tmp_path / "through"), check=True, capture_output=True, timeout=600)
     interrupted = tmp_path / "interrupted"
@@ -117,10 +117,10 @@ def test_a_photo_run_cancelled_and_resumed_ends_as_one_that_ran_through(labels, 
     wait_for_step(interrupted, 2, process)
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=120)
-    assert read_status(interrupted)["state"] == "cancelled" and read_status(interrupted)["step"] < 9
+    assert read_status(interrupted)["state"] == "cancelled" and read_status(interrupted)["step"] < 6
     subprocess.run(run(interrupted, "--resume"), check=True, capture_output=True, timeout=600)
     head_losses = [m["pairs"]["species_head"] for m in read_metrics(interrupted) if m["type"] == "train"]
-    assert len(head_losses) == 9
+    assert len(head_losses) == 6
     expected = load_file(str(tmp_path / "through" / "last" / "model.safetensors"))
     actual = load_file(str(interrupted / "last" / "model.safetensors"))
     assert expected.keys() == actual.keys() and not any("species_head" in name for name in expected)
@@ -137,7 +137,7 @@ def test_a_run_resumes_with_its_own_recipe_after_an_upgrade(labels, tmp_path):
     command = [*TRAIN, "--data", str(data), "--modalities", "image,text", "--out", str(out), "--batch-size", "4"]
     old_recipe = tmp_path / "old.yaml"
     old_recipe.write_text("species_head: 0\n")
-    process = subprocess.Popen([*command, "--max-steps", "9", "--config", str(old_recipe)], stdout=subprocess.DEVNULL)
+    process = subprocess.Popen([*command, "--max-steps", "5", "--config", str(old_recipe)], stdout=subprocess.DEVNULL)
     wait_for_step(out, 2, process)
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=120)
@@ -146,7 +146,7 @@ def test_a_run_resumes_with_its_own_recipe_after_an_upgrade(labels, tmp_path):
     (out / "train_config.json").write_text(json.dumps(settings))
     done = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert read_status(out)["state"] == "finished" and read_status(out)["step"] == 9
+    assert read_status(out)["state"] == "finished" and read_status(out)["step"] == 5
     assert not any("species_head" in m.get("pairs", {}) for m in read_metrics(out))
     assert json.loads((out / "train_config.json").read_text())["species_head"] == 0
 
