@@ -31,9 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_photos import LEEDS, clibd, evaluate, run_seconds  # noqa: E402
 
 from clibd_core.data.datasets import balanced_batches  # noqa: E402
+from clibd_core.data.splits import photo_validation_count  # noqa: E402
 from clibd_core.data.transforms import eval_transform, open_image, train_transform  # noqa: E402
 from clibd_core.models.image import LiteImageTower  # noqa: E402
 from clibd_core.presets import load_preset  # noqa: E402
+from clibd_core.train.config import TrainConfig  # noqa: E402
+from clibd_core.train.sizing import fit_to_set  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "bench_photo_recipe.json"
 
@@ -102,11 +105,13 @@ def recipe(train_csv: Path, held: pd.DataFrame, work: Path, extra: list[str]) ->
     if not (run / "best").is_dir():
         clibd("train", "--data", str(train_csv), "--modalities", "image,text", "--out", str(run), *extra)
     status = json.loads((run / "status.json").read_text())
-    config = json.loads((run / "train_config.json").read_text())
+    config = TrainConfig(data=str(train_csv), out=str(run)).resumed()
+    per_species = pd.read_csv(train_csv)["species"].value_counts()
+    n_train = int(sum(n - photo_validation_count(n) for n in per_species))
     return {
         "train_s": run_seconds(run),
         "steps": status["step"],
-        "batch_size": config["batch_size"],
+        "batch_size": fit_to_set(config, n_train).config.batch_size,  # what the run used (a small set: smaller)
         **evaluate(run, train_csv, held, work, "recipe"),
     }
 
