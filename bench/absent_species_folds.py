@@ -33,14 +33,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from baselines import SINTAX_CUTOFF, blastn_top_hits, sintax_calls, vsearch_top_hits
+from baselines import blastn_top_hits, sintax_calls, sintax_stated_rank, vsearch_top_hits
 from sklearn.metrics import roc_auc_score
 
 from clibd_core.data.bold import read_bold_tsv
 from clibd_core.data.splits import assign_splits
 from clibd_core.library.build import build_library, recalibrate
 from clibd_core.library.identification import Query
-from clibd_core.library.naming import CONFIDENT
 from clibd_core.library.search import identify
 from clibd_core.library.store import Library
 from clibd_core.models.clibd import load_model
@@ -131,8 +130,7 @@ def clibd_answers(library: Library, model, sequences: dict[str, list[str]]) -> t
         seconds += time.perf_counter() - started
         answers[group] = [{rank: c.name for rank, c in r.ranks.items()} for r in results]
         novelty[group] = [r.novelty for r in results]
-        stated[group] = [r.deepest_rank if r.deepest_rank and r.ranks[r.deepest_rank].confidence >= CONFIDENT
-                         else None for r in results]  # fmt: skip
+        stated[group] = [r.deepest_rank for r in results]  # the deepest rank at confidence ≥ 0.8
     return answers, novelty, stated, 1000 * seconds / sum(map(len, sequences.values()))
 
 
@@ -158,10 +156,7 @@ def sintax_answers(references: list, sequences: dict[str, list[str]]) -> tuple[d
         seconds += spent
         answers[group] = [{rank: name for rank, (name, _) in called.items()} for called in calls]
         novelty[group] = [1 - called.get("species", ("", 0.0))[1] for called in calls]
-        stated[group] = [
-            next((rank for rank in reversed(RANKS) if called.get(rank, ("", 0.0))[1] >= SINTAX_CUTOFF), None)
-            for called in calls
-        ]
+        stated[group] = [sintax_stated_rank(called) for called in calls]
     return answers, novelty, stated, 1000 * seconds / sum(map(len, sequences.values()))
 
 

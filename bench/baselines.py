@@ -178,3 +178,10 @@ def sintax_calls(
                 rank = SINTAX_RANKS[code]
                 calls[int(fields[0])][rank] = (spelled[rank, name], float(support.rstrip(")")))
     return calls, seconds
+
+
+def sintax_stated_rank(called: dict[str, tuple[str, float]]) -> str | None:
+    """The deepest rank of one query's SINTAX calls whose support reaches ``SINTAX_CUTOFF`` (None: none)."""
+    return next(
+        (rank for rank in reversed(SINTAX_RANKS.values()) if called.get(rank, ("", 0.0))[1] >= SINTAX_CUTOFF), None
+    )

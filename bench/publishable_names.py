@@ -27,7 +27,7 @@ import random
 import time
 from pathlib import Path
 
-from baselines import SINTAX_CUTOFF, sintax_calls
+from baselines import sintax_calls, sintax_stated_rank
 
 from clibd_core.data.bold import read_bold_tsv
 from clibd_core.library.build import build_library
@@ -63,8 +63,8 @@ def sintax_answers(queries, references) -> tuple[list, float]:
     calls, seconds = sintax_calls([r.barcode for r in queries], [r.barcode for r in references], lineages)
     answers = []
     for record, called in zip(queries, calls, strict=True):
-        deepest = next((rank for rank in reversed(RANKS) if called.get(rank, ("", 0))[1] >= SINTAX_CUTOFF), None)
-        answers.append((record.id, deepest, {rank: name for rank, (name, _) in called.items()}, []))
+        names = {rank: name for rank, (name, _) in called.items()}
+        answers.append((record.id, sintax_stated_rank(called), names, []))
     return answers, 1000 * seconds / len(queries)
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from clibd_core.config import ModelConfig, preset_config
@@ -300,7 +300,8 @@ def load_model(
     parts = description.get("pretrained_parts") or {}
     model = CLIBDModel(config, pretrained=bool(parts), vocab_file=vocab if vocab.is_file() else None, towers=towers)
     left_out = tuple(TOWER_PREFIXES[m] for m in config.modalities if m not in model.towers)
-    stored = {name: tensor for name, tensor in load_file(str(weights_path)).items() if not name.startswith(left_out)}
+    with safe_open(str(weights_path), framework="pt") as weights:  # only the towers opened are read
+        stored = {name: weights.get_tensor(name) for name in weights.keys() if not name.startswith(left_out)}
     for part, facts in parts.items():
         modality, prefix, _ = PRETRAINED_PARTS[part]
         if modality not in model.towers:
