@@ -5,13 +5,17 @@ photo gets the way forward in words (library.search.photo_way_forward). Shared b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from clibd_core.library.identification import Identification, Query
 from clibd_core.library.naming import combine
 from clibd_core.library.search import identify
+from clibd_core.library.shared_calls import SharedCalls
 from clibd_core.workspace import EMBEDDED_LIBRARIES, Workspace, load_cached_library, load_cached_model
+
+served_identify = SharedCalls(identify)  # a server's concurrent requests, answered in shared engine calls
 
 
 @dataclass
@@ -36,20 +40,23 @@ def photo_pair(workspace: Workspace) -> tuple[Path, Path] | None:
     return None
 
 
-def identify_with_photo_fallback(library, model, queries: list[Query], workspace: Workspace, **options) -> Answered:
-    """:func:`identify`, with photos routed to a photo library when the active model cannot read them."""
+def identify_with_photo_fallback(
+    library, model, queries: list[Query], workspace: Workspace, engine: Callable = identify, **options
+) -> Answered:
+    """``engine`` (:func:`identify`, or :data:`served_identify` in a server), with photos routed to a photo
+    library when the active model cannot read them."""
     if "image" in model.config.modalities or not any(q.image is not None for q in queries):
-        return Answered(identify(library, model, queries, **options))
+        return Answered(engine(library, model, queries, **options))
     route = photo_pair(workspace)
     if route is None:
-        results = identify(library, model, queries, **options)
+        results = engine(library, model, queries, **options)
         return Answered(results, photos_refused=any(r.query_type != "barcode" and r.error for r in results))
     photo_library, photo_model = load_cached_library(route[0]), load_cached_model(str(route[1]))
     barcodes = [Query(q.id, barcode=q.barcode) for q in queries if q.barcode is not None]
     photos = [Query(q.id, image=q.image) for q in queries if q.image is not None]
     photo_options = {k: v for k, v in options.items() if k in ("k", "progress", "batch_size")}
-    by_barcode = {r.query_id: r for r in identify(library, model, barcodes, **options)} if barcodes else {}
-    by_photo = {r.query_id: r for r in identify(photo_library, photo_model, photos, **photo_options)}
+    by_barcode = {r.query_id: r for r in engine(library, model, barcodes, **options)} if barcodes else {}
+    by_photo = {r.query_id: r for r in engine(photo_library, photo_model, photos, **photo_options)}
     results = []
     for query in queries:
         barcode, photo = by_barcode.get(query.id), by_photo.get(query.id)

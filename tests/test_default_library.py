@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from clibd_core.library.evidence import BIN_IDENTITY
 from clibd_core.library.identification import Query
 from clibd_core.library.naming import OUT_OF_DOMAIN_MESSAGE, UNSUPPORTED_CAP
 from clibd_core.library.search import identify
+from clibd_core.library.shared_calls import SharedCalls
 from clibd_core.library.store import Library
 from clibd_core.models.clibd import load_model
 from clibd_core.reference import (
@@ -104,6 +106,52 @@ def test_leray_fragments_off_the_barcodes_domain_are_still_named_by_their_alignm
             assert result.ranks[result.deepest_rank].name == record.taxonomy.get(result.deepest_rank)
     exact = [res for res, out in zip(results, outside, strict=True) if out and res.neighbours[0].identity == 100.0]
     assert exact and np.mean([res.deepest_rank is not None for res in exact]) >= 0.9
+
+
+def test_users_asking_at_once_share_engine_calls_and_each_gets_their_own_answers(default_pair, bold_records):
+    """What the server does for concurrent users: requests that wait while the engine is busy are answered in
+    one call; each user gets the answers identify gives them alone, and one request that crashes the engine
+    (a barcode that is not text) fails for its sender only."""
+    library, model = default_pair
+    rng = np.random.default_rng(8)
+    picked = [bold_records[i] for i in rng.choice(len(bold_records), 21, replace=False)]
+    requests = [
+        [Query(f"u{u}_{j}", barcode=r.barcode) for j, r in enumerate(picked[u * 3 : u * 3 + 3])] for u in range(7)
+    ]
+    requests.insert(4, [Query("broken", barcode=12345)])
+    alone = [None if u == 4 else identify(library, model, queries, k=10) for u, queries in enumerate(requests)]
+    calls = []
+
+    def counted_identify(*args, **options):
+        calls.append(len(args[2]))
+        return identify(*args, **options)
+
+    shared, start = SharedCalls(counted_identify), threading.Barrier(len(requests))
+    answers: list = [None] * len(requests)
+
+    def user(u: int) -> None:
+        start.wait()
+        try:
+            answers[u] = shared(library, model, requests[u], k=10)
+        except TypeError as error:
+            answers[u] = error
+
+    threads = [threading.Thread(target=user, args=(u,)) for u in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert max(calls) > 3  # several requests answered in one call (then each alone after the crash)
+    assert isinstance(answers[4], TypeError)
+    for mine, expected in zip(answers, alone, strict=True):
+        if expected is None:
+            continue
+        assert [r.query_id for r in mine] == [r.query_id for r in expected]
+        for got, want in zip(mine, expected, strict=True):
+            assert got.deepest_rank == want.deepest_rank
+            names = {rank: call.name for rank, call in got.ranks.items()}
+            assert names == {rank: call.name for rank, call in want.ranks.items()}
+            assert [n.id for n in got.neighbours] == [n.id for n in want.neighbours]
 
 
 def test_a_barcode_unlike_any_reference_gets_no_rank(default_pair, bold_records):

@@ -133,12 +133,12 @@ async def _barcodes_from(request: Request) -> list[tuple[str, str]]:
 
 
 def _identify(queries) -> dict:
-    from clibd_core.library.search import identify
+    from clibd_core.answering import served_identify
     from clibd_core.library.store import LibraryError
 
     library, model = _pair()
     try:
-        results = identify(library, model, queries)
+        results = served_identify(library, model, queries)
     except (LibraryError, ValueError) as error:
         raise HTTPException(400, str(error)) from None
     return {"library": f"{library.name} {library.version_dir.name}", "model": model.fingerprint,
