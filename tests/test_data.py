@@ -485,3 +485,13 @@ def test_synthetic_world_is_deterministic_realistic_and_readable(tmp_path):
         assert report.stop_codons == 0 and not report.reverse_complemented
     assert result.records[0].load_image().size == (341, 256)
     assert not math.isnan(result.records[0].latitude)
+
+
+@pytest.mark.parametrize("augment", ["clibd", "photos"])
+def test_training_crops_are_of_the_presets_size(augment):
+    """A preset that evaluates at 288 px trains at 288 px too (the crops once stayed at 224)."""
+    from clibd_core.data.transforms import eval_transform, train_transform
+
+    spec = {"resize": 320, "crop": 288, "interpolation": "bicubic", "mean": [0.5] * 3, "std": [0.5] * 3}
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8))
+    assert train_transform(spec, augment)(photo).shape == eval_transform(spec)(photo).shape == (3, 288, 288)

@@ -70,18 +70,18 @@ def eval_transform(spec: dict) -> T.Compose:
 def train_transform(spec: dict, augment: str = "clibd") -> T.Compose:
     """``clibd``: the paper's augmentation (resize 256, random-resized crop 224, both flips, ±45°
     rotation), for top-down specimen images; ``photos``: what lab photos need (random-resized crops of
-    35-100 %, horizontal flip, ±15° rotation, colour jitter for lighting and camera). Then the tensor
-    conversion of the preset's ``image_transform`` ``spec``."""
+    35-100 %, horizontal flip, ±15° rotation, colour jitter for lighting and camera). Crops are of the
+    preset's size (``spec``'s ``resize`` and ``crop``), then its tensor conversion."""
     steps = {
         "clibd": [
-            T.Resize(256),
-            T.RandomResizedCrop(224),
+            T.Resize(spec["resize"]),
+            T.RandomResizedCrop(spec["crop"]),
             T.RandomHorizontalFlip(),
             T.RandomVerticalFlip(),
             T.RandomRotation(45),
         ],
         "photos": [
-            T.RandomResizedCrop(224, scale=(0.35, 1.0), interpolation=T.InterpolationMode.BICUBIC),
+            T.RandomResizedCrop(spec["crop"], scale=(0.35, 1.0), interpolation=T.InterpolationMode.BICUBIC),
             T.RandomHorizontalFlip(),
             T.RandomRotation(15),
             T.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.03),
