@@ -36,11 +36,12 @@ COVERAGE_NOTE = (
 
 def default_library_is_current() -> bool:
     """Whether the default library exists, was built by the shipped model from the shipped source, and has
-    the parts today's search uses (the seed index, barcodes beside the metadata, the check of its labels), and
-    its barcodes in the number format the default build measures for (``DEFAULT_PRECISION``)."""
+    the parts today's search uses (the seed index, barcodes beside the metadata, its labels checked by
+    today's rule), and its barcodes in the number format the default build measures for (``DEFAULT_PRECISION``)."""
     from clibd_core.library.barcode_file import FILES as BARCODE_FILES
     from clibd_core.library.seeds import FILES as SEED_FILES
     from clibd_core.library.store import Library, LibraryError
+    from clibd_core.library.suspects import RULE as SUSPECT_RULE
 
     try:
         library = Library.open(DEFAULT_LIBRARY, with_indexes=False)
@@ -49,7 +50,7 @@ def default_library_is_current() -> bool:
     model = json.loads((DEFAULT_MODEL / "config.json").read_text())["fingerprint"]
     source_sha = [s.get("sha256") for s in library.facts.get("sources", [])]
     complete = all((library.version_dir / name).exists() for name in (*SEED_FILES, *BARCODE_FILES))
-    complete = complete and "suspect_labels" in library.facts
+    complete = complete and library.facts.get("suspect_labels", {}).get("rule") == SUSPECT_RULE
     complete = complete and library.facts.get("build", {}).get("dna_precision", {}).get("asked") == DEFAULT_PRECISION
     return complete and library.fingerprint == model and source_sha == [file_sha256(DEFAULT_SOURCE)]
 

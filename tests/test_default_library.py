@@ -353,7 +353,33 @@ def test_references_filed_under_another_species_are_found_and_not_voted_with(bol
         check=True,
     ).stdout
     assert f"suspect labels {len(found)} of {suspects['checked']}" in shown
-    assert f"{strays[0].id}: filed as Aedes albopictus, lies inside Aedes aegypti" in shown or strays[0].id not in found
+    assert f"{strays[0].id}: filed as Aedes albopictus, nearer Aedes aegypti" in shown or strays[0].id not in found
+
+
+def test_references_nearer_another_genus_than_their_own_species_are_found_where_their_species_is_absent(
+    bold_records, tmp_path
+):
+    """Real BOLD records: four GenBank barcodes filed as *Armigeres subalbatus* (no BIN) are *Culex
+    quinquefasciatus* barcodes, 88.7 % from their species' others. In a library without *C.
+    quinquefasciatus* nothing lies within the BIN threshold of them, yet they are nearer *Culex
+    tritaeniorhynchus* than their own species: the build lists them, and *C. quinquefasciatus* queries
+    are no longer named *Armigeres subalbatus* (they were, at up to 100 % identity)."""
+    stray_ids = {"GBMNE29263-21", "GBMNE29264-21", "GBMNE29268-21", "GBMNE29269-21"}
+    strays = [r for r in bold_records if r.id in stray_ids]
+    assert len(strays) == 4 and all(r.taxonomy.species == "Armigeres subalbatus" for r in strays)
+    armigeres = [r for r in bold_records if r.taxonomy.species == "Armigeres subalbatus" and r.taxonomy.bin != MISSING]
+    culex = [r for r in bold_records if r.taxonomy.species == "Culex tritaeniorhynchus"]
+    aedes = [r for r in bold_records if r.taxonomy.species == "Aedes aegypti"]
+    true_ones = armigeres[:40] + culex[:40] + aedes[:40]
+    model = load_model(DEFAULT_MODEL, device="cpu")
+    library = build_library(model, true_ones + strays, tmp_path / "lib", maps=False)
+    found = {record["id"]: record for record in library.facts["suspect_labels"]["records"]}
+    assert set(found) == {r.id for r in strays}
+    assert all(found[r.id]["inside"] == "Culex tritaeniorhynchus" for r in strays)
+    queries = [r for r in bold_records if r.taxonomy.species == "Culex quinquefasciatus"][:20]
+    results = identify(Library.open(library.path), model, [Query(r.id, barcode=r.barcode) for r in queries])
+    assert not any(result.ranks["species"].name == "Armigeres subalbatus" for result in results)
+    assert all(result.deepest_rank != "species" for result in results)
 
 
 def test_a_query_inside_a_minority_bin_of_a_species_is_not_named(bold_records, tmp_path):

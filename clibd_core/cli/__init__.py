@@ -135,8 +135,8 @@ def _inspect_library(path: Path, as_json: bool) -> int:
     print(f"  suspect labels {len(records):,} of {suspects['checked']:,} barcodes (not voted with)")
     for record in records:
         print(
-            f"    {record['id']}: filed as {record['label']}, lies inside {record['inside']} "
-            f"({record['identity_inside']:.1f} % identity; {record['identity_own']:.1f} % to its own species)"
+            f"    {record['id']}: filed as {record['label']}, nearer {record['inside']} "
+            f"({record['identity_inside']:.1f} % identity) than its own species ({record['identity_own']:.1f} %)"
         )
     return 0
 

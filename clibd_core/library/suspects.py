@@ -1,7 +1,8 @@
 """References whose own barcode contradicts their label, found when a library is built.
 
-A barcode filed under species A that lies far outside A's other barcodes and inside species B's (an
-*Aedes aegypti* barcode filed as *Aedes albopictus*, a swapped well, a contaminated read) would vote for
+A barcode filed under species A that lies far outside A's other barcodes and nearer species B's (an
+*Aedes aegypti* barcode filed as *Aedes albopictus*, a swapped well, a contaminated read: a parasitoid
+wasp's barcode filed as its moth host) would vote for
 A whenever a query of B comes near it, and would make A look present where it is not. Such records are
 listed in the library (``suspect_labels`` in library.json; `clibd inspect LIBRARY`, the Libraries tab),
 take no part in the votes (library/evidence.py's ``lineages``) and give their place among a query's
@@ -10,9 +11,13 @@ is lost or changed.
 
 The rule, per reference with a species and at least one conspecific: its embedding is nearer to another
 species' centroid than to the centroid of its own other members (a cheap first pass over every record),
-and then, aligned, it is within BOLD's BIN threshold of that species (≥ 97.8 % identity) and at least
-``SUSPECT_MARGIN`` points closer to it than to its own species' main body (the members nearest the
-species' centroid).
+and then, aligned, it is at least ``SUSPECT_MARGIN`` points closer to that species than to its own
+species' main body (the members nearest the species' centroid), and either within BOLD's BIN threshold
+of it (≥ 97.8 % identity) or of another genus. A record nearer another genus than its own species is
+a contradiction of its label whatever the distance: four GenBank "*Armigeres subalbatus*" barcodes lie at
+88.7 % from that species' 322 others and 92.5 % from *Culex tritaeniorhynchus* (they are *Culex
+quinquefasciatus* barcodes), and where the library lacks *C. quinquefasciatus* they named its queries
+*Armigeres subalbatus*. Within a genus, sister species closer than the BIN threshold stay apart.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ SUSPECT_MARGIN = 2.0  # % identity closer to another species than to its own
 ALIGNED_PER_SPECIES = 3  # members of each species aligned to a candidate (the nearest by embedding)
 SUSPECT_LIMIT = 1_000_000  # DNA references: above this the check is not run (library.json says so)
 CHUNK = 16_384
+RULE = 2  # 2: the other-genus case; a default library checked by an older rule is rebuilt (reference.py)
 
 
 def find_suspect_labels(library: Library, progress: Progress = no_progress) -> dict:
@@ -69,7 +75,8 @@ def find_suspect_labels(library: Library, progress: Progress = no_progress) -> d
         suspicious = checkable & (others[np.arange(len(positions)), nearest] > own_similarity)
         candidates += list(zip(positions[suspicious].tolist(), nearest[suspicious].tolist(), strict=True))
     progress(stage, len(rows), len(rows))
-    return {"checked": int(len(rows)), "records": _confirmed(library, candidates, member_of, names, sums)}
+    records = _confirmed(library, candidates, member_of, names, sums)
+    return {"checked": int(len(rows)), "rule": RULE, "records": records}
 
 
 def _confirmed(
@@ -79,6 +86,8 @@ def _confirmed(
     represented by its members nearest its centroid, so a group of records mislabelled alike (a batch
     misidentified together) does not vouch for itself while the species' other records lie elsewhere."""
     rows = library.rows["dna"]
+    genus = library.column("genus")[rows]
+    genus_of = {s: genus[np.flatnonzero(member_of == s)[0]] for s in {other for _, other in candidates}}
     found = []
     for position, other in candidates:
         own = member_of[position]
@@ -87,7 +96,8 @@ def _confirmed(
         members = {s: np.setdiff1d(np.flatnonzero(member_of == s), [position]) for s in (own, other)}
         inside = _best_identity(library, query, members[other], vector)
         own_identity = _best_identity(library, query, members[own], (sums[own] - vector).astype(np.float32))
-        if inside >= BIN_IDENTITY and inside - own_identity >= SUSPECT_MARGIN:
+        another_genus = genus_of[other] not in (MISSING, genus[position])
+        if (inside >= BIN_IDENTITY or another_genus) and inside - own_identity >= SUSPECT_MARGIN:
             row = int(rows[position])
             found.append(
                 {

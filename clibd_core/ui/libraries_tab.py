@@ -57,11 +57,11 @@ def checklist_coverage(path: Path) -> str:
 
 
 def suspect_labels(records: list[dict], shown: int = 3) -> str:
-    """References whose barcode lies inside another species, as the build found them (`clibd inspect LIBRARY`
-    lists them all)."""
+    """References whose barcode lies nearer another species than their own, as the build found them
+    (`clibd inspect LIBRARY` lists them all)."""
     if not records:
         return ""
-    named = "; ".join(f"{r['id']} filed as {r['label']}, inside {r['inside']}" for r in records[:shown])
+    named = "; ".join(f"{r['id']} filed as {r['label']}, nearer {r['inside']}" for r in records[:shown])
     return f"{len(records)} not voted with: {named}" + ("; …" if len(records) > shown else "")
 
 
