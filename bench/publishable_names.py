@@ -8,8 +8,9 @@ The shipped default model embeds them. It was trained on every species of the se
 included, so this measures the naming rules, not the DNA tower on unseen species
 (bench/absent_species_folds.py trains one model per fold for that).
 
-Each fold is answered twice: without a checklist (the BIN rule only) and with one (the set's own
-species list, as a regional checklist would hold them); beside them SINTAX (``vsearch --sintax``, cutoff
+Each fold is answered three times: with the BIN rule on the library's own BINs only; with a BIN registry
+(the whole set's BINs and names, as BOLD knows them: `clibd bins LIBRARY EXPORT`); and with a checklist
+(the set's own species list, as a regional checklist would hold them); beside them SINTAX (``vsearch --sintax``, cutoff
 0.8) on the same references and queries, its deepest supported rank as its stated rank. Reported per
 fold: absent queries named at species (wrong by construction), absent queries whose deepest stated rank
 is right, the genus stated for absent queries, present queries named right / wrong at species, and what
@@ -31,7 +32,7 @@ from baselines import sintax_calls, sintax_stated_rank
 
 from clibd_core.data.bold import read_bold_tsv
 from clibd_core.library.build import build_library
-from clibd_core.library.coverage import CHECKLIST_FILE, attach_checklist
+from clibd_core.library.coverage import BIN_REGISTRY_FILE, CHECKLIST_FILE, attach_bin_registry, attach_checklist
 from clibd_core.library.identification import Query
 from clibd_core.library.search import identify
 from clibd_core.library.store import Library
@@ -140,10 +141,14 @@ def main() -> None:
             build_library(model, references, path, maps=False)  # never explored
         built = time.time() - started
         (path / CHECKLIST_FILE).unlink(missing_ok=True)
+        (path / BIN_REGISTRY_FILE).unlink(missing_ok=True)
         by_id = {r.id: r for r in queries}
         figures = {"references": len(references), "absent_species": len(absent), "build_s": round(built, 1)}
-        for case in ("bin rule only", "bin rule + checklist"):
+        for case in ("bin rule only", "bin rule + bin registry", "bin rule + checklist"):
+            if case.endswith("registry"):
+                attach_bin_registry(path, [DEFAULT_SOURCE])
             if case.endswith("checklist"):
+                (path / BIN_REGISTRY_FILE).unlink()
                 attach_checklist(path, checklist)
             library = Library.open(path)
             started = time.time()

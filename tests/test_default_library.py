@@ -402,3 +402,34 @@ def test_a_query_inside_a_minority_bin_of_a_species_is_not_named(bold_records, t
         assert any("lie in BOLD:ACS5057, the rest in other BINs" in w for w in result.warnings), result.warnings
     assert not any("the rest in other BINs" in w for result in results[:5] for w in result.warnings)
     assert sum(result.deepest_rank == "species" for result in results[:5]) >= 4
+
+
+def test_a_bin_registry_stops_a_species_whose_bin_carries_a_name_the_library_lacks(bold_records, tmp_path):
+    """Real BOLD records: *Erebia ligea* and *E. euryale* share BIN BOLD:AAA8264. A library holding only *E.
+    euryale* names *E. ligea* barcodes *E. euryale* at 99-100 % identity; once the shipped export's BINs
+    are attached (`clibd bins LIBRARY EXPORT`), the BIN's other name stops the species, and the genus stands."""
+
+    def pick(species, count):
+        return [r for r in bold_records if r.taxonomy.species == species and r.taxonomy.bin == "BOLD:AAA8264"][:count]
+
+    others = [r for r in bold_records if r.taxonomy.genus in ("Aedes", "Pieris")][::20]
+    model = load_model(DEFAULT_MODEL, device="cpu")
+    library = build_library(model, pick("Erebia euryale", 40) + others, tmp_path / "lib", maps=False)
+    queries = [Query(r.id, barcode=r.barcode) for r in pick("Erebia ligea", 12)]
+    before = identify(Library.open(library.path), model, queries)
+    named = [result.ranks["species"].name for result in before if result.deepest_rank == "species"]
+    assert len(named) >= 6 and set(named) == {"Erebia euryale"}  # the failure the registry is for
+    shown = subprocess.run(
+        [sys.executable, "-m", "clibd_core.cli", "bins", str(library.path), str(DEFAULT_SOURCE)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "BOLD:AAA8264: Erebia ligea" in shown
+    results = identify(Library.open(library.path), model, queries)
+    assert not any(result.deepest_rank == "species" for result in results)
+    assert all(any("also holds" in w and "Erebia ligea" in w for w in result.warnings) for result in results)
+    assert sum(result.deepest_rank == "genus" and result.ranks["genus"].name == "Erebia" for result in results) >= 6
+    refused = subprocess.run(
+        [sys.executable, "-m", "clibd_core.cli", "bins", str(library.path), str(tmp_path / "lib" / "CURRENT")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "not a BOLD export" in refused.stderr

@@ -267,7 +267,10 @@ def test_one_query_and_a_batch_find_the_same_neighbours_in_the_same_order(librar
         alone_similarities, alone_rows = library.search("dna", vector[None], 10)
         assert np.allclose(alone_similarities[0], similarities, atol=1e-5)
         inside = similarities > similarities[-1] + 1e-5  # clear of the 10th (the two products round apart)
-        assert np.array_equal(alone_rows[0][inside], rows[inside])
+        assert set(alone_rows[0][inside]) == set(rows[inside])
+        near = np.abs(np.diff(similarities)) <= 1e-5  # near-ties may swap between the two products
+        clear = inside & ~np.r_[False, near] & ~np.r_[near, False]
+        assert np.array_equal(alone_rows[0][clear], rows[clear])
         positions = library.positions("dna", rows)
         for i in range(9):  # best first; a tie keeps index order
             assert similarities[i] > similarities[i + 1] or positions[i] < positions[i + 1]

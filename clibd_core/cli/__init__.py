@@ -415,20 +415,30 @@ def _recalibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _checklist(args: argparse.Namespace) -> int:
-    from clibd_core.library.coverage import attach_checklist, coverage_summary
+def _attached(library: str, given, attach, summarise, what: str, how: str) -> tuple[int, dict | None]:
+    """(exit code, summary) of a library's ``what`` (its checklist or BIN registry) once ``given`` is
+    attached, or as it stands without ``given``; no summary where there is none (``how`` to give one is
+    said) or it could not be attached (the error is said)."""
     from clibd_core.library.store import Library, LibraryError
 
     try:
-        summary = attach_checklist(args.library, args.file) if args.file else coverage_summary(
-            Library.open(args.library, with_indexes=False)
-        )  # fmt: skip
+        summary = attach(library, given) if given else summarise(Library.open(library, with_indexes=False))
     except (LibraryError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
-    if summary["checklist"] is None:
-        print(f"{args.library} has no checklist: give one (clibd checklist {args.library} CHECKLIST.csv)")
-        return 0
+        return 2, None
+    if summary[what] is None:
+        print(f"{library} has no {what.replace('registry', 'BIN registry')}: give one ({how})")
+        return 0, None
+    return 0, summary
+
+
+def _checklist(args: argparse.Namespace) -> int:
+    from clibd_core.library.coverage import attach_checklist, coverage_summary
+
+    how = f"clibd checklist {args.library} CHECKLIST.csv"
+    code, summary = _attached(args.library, args.file, attach_checklist, coverage_summary, "checklist", how)
+    if summary is None:
+        return code
     partial = {genus: g for genus, g in summary["genera"].items() if g["held"] < g["expected"]}
     print(
         f"checklist {summary['checklist']}: {summary['species_held']:,} of {summary['species_expected']:,} species "
@@ -437,6 +447,23 @@ def _checklist(args: argparse.Namespace) -> int:
     )
     for genus, g in list(partial.items())[:30]:
         print(f"  {genus}: {g['held']} of {g['expected']}")
+    return 0
+
+
+def _bins(args: argparse.Namespace) -> int:
+    from clibd_core.library.coverage import attach_bin_registry, registry_summary
+
+    how = f"clibd bins {args.library} BOLD_EXPORT.tsv …"
+    code, summary = _attached(args.library, args.exports, attach_bin_registry, registry_summary, "registry", how)
+    if summary is None:
+        return code
+    print(
+        f"BIN registry from {', '.join(summary['registry'])}: {summary['bins']:,} BINs, {summary['shared_bins']:,} "
+        f"shared by several names. {summary['library_bins_with_names_elsewhere']:,} of this library's BINs also "
+        "carry names it does not hold; a species of such a BIN is named only where it holds 95 % of its records:"
+    )
+    for bin_name, names in summary["examples"].items():
+        print(f"  {bin_name}: {', '.join(names)}")
     return 0
 
 
@@ -664,6 +691,12 @@ def build_parser() -> argparse.ArgumentParser:
     checklist.add_argument("library", help="library directory")
     checklist.add_argument("file", nargs="?", help="CSV/TSV with a species or scientificName column (GBIF export)")
     checklist.set_defaults(run=_checklist)
+    bins = commands.add_parser(
+        "bins", help="attach the BINs of wider BOLD exports to a library (names its BINs carry elsewhere), or show them"
+    )
+    bins.add_argument("library", help="library directory")
+    bins.add_argument("exports", nargs="*", help="BOLD TSV exports (plain or gzip) whose BINs and species to know")
+    bins.set_defaults(run=_bins)
 
     server = commands.add_parser("serve", help="start the app (as python app.py); beyond loopback it needs logins")
     server.add_argument("--host", default=os.environ.get("CLIBD_HOST", "127.0.0.1"), help="0.0.0.0: the lab network")

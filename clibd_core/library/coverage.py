@@ -2,7 +2,12 @@
 checklist of the species expected, a lab's CSV or a GBIF/national checklist export) each genus's
 coverage. Both stop a species name that the references cannot back: the query matches a species, but
 another name shares its BIN, or a relative expected in the region is missing from the library and may
-share the barcode (sister species often do: *Eilema lurideola* / *E. complana*)."""
+share the barcode (sister species often do: *Eilema lurideola* / *E. complana*).
+
+A library knows the BINs of its own records only. A BIN registry (the BIN and species of every record of
+wider BOLD exports, `clibd bins LIBRARY EXPORT…`) adds the names its BINs carry elsewhere: *Erebia
+ligea* and *E. euryale* share BOLD:AAA8264, and a library holding only *E. euryale* would otherwise name
+every *E. ligea* barcode *E. euryale*."""
 
 from __future__ import annotations
 
@@ -12,11 +17,14 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from clibd_core.data.bold import iter_bold_tsv
+from clibd_core.data.records import Record
 from clibd_core.fileio import write_json
 from clibd_core.library.store import Library
 from clibd_core.taxonomy import MISSING
 
 CHECKLIST_FILE = "checklist.json"  # beside CURRENT: it holds for every version of the library
+BIN_REGISTRY_FILE = "bin_registry.json"  # beside CURRENT, as the checklist
 NO_BIN = {MISSING, "", "None", "nan"}
 BIN_DOMINANCE = 0.95  # a name with this share of its BIN's records is the BIN's name
 MINOR_BIN_SHARE = 0.2  # a BIN holding less of a species' records than this is a minority of it ...
@@ -31,7 +39,8 @@ class ChecklistError(ValueError):
 
 def bin_names(library: Library) -> dict[str, Counter]:
     """Each BIN of the library with how many of its records carry each species name (made once per
-    opened library); references found mislabelled (library/suspects.py) are not counted."""
+    opened library); references found mislabelled (library/suspects.py) are not counted. With a BIN
+    registry, each name counts as the larger of the library's records and the registry's."""
 
     def made() -> dict[str, Counter]:
         names: dict[str, Counter] = {}
@@ -40,6 +49,10 @@ def bin_names(library: Library) -> dict[str, Counter]:
             for bin_name, species, stray in zip(library.column("bin"), library.column("species"), suspect, strict=True):
                 if bin_name not in NO_BIN and species != MISSING and not stray:
                     names.setdefault(bin_name, Counter())[species] += 1
+        for bin_name, counts in (bin_registry_of(library) or {}).items():
+            held = names.setdefault(bin_name, Counter())
+            for species, count in counts.items():
+                held[species] = max(held[species], count)
         return names
 
     return library.derived("bin names", made)
@@ -82,6 +95,58 @@ def minor_bin(library: Library, bin_name: str, species: str) -> tuple[int, int] 
     if total < MINOR_BIN_FROM or bins[bin_name] >= MINOR_BIN_SHARE * total:
         return None
     return bins[bin_name], total
+
+
+def read_bin_registry(paths: list[str | Path]) -> dict[str, dict[str, int]]:
+    """Each BIN of the BOLD exports with how many of their records carry each species name."""
+    names: dict[str, Counter] = {}
+    for path in paths:
+        for item in iter_bold_tsv(path):
+            if not isinstance(item, Record):
+                if item.reason.startswith("not a BOLD export"):
+                    raise ChecklistError(f"{path}: {item.reason}")
+                continue
+            bin_name, species = item.taxonomy.bin, item.taxonomy.species
+            if bin_name not in NO_BIN and species != MISSING:
+                names.setdefault(bin_name, Counter())[species] += 1
+    if not names:
+        raise ChecklistError(f"{', '.join(map(str, paths))}: no record with both a BIN and a species name")
+    return {bin_name: dict(counts.most_common()) for bin_name, counts in sorted(names.items())}
+
+
+def attach_bin_registry(library_path: str | Path, exports: list[str | Path]) -> dict:
+    """Store the BINs of BOLD exports with the library (atomically); returns :func:`registry_summary`."""
+    bins = read_bin_registry(exports)
+    write_json(Path(library_path) / BIN_REGISTRY_FILE, {"sources": [str(path) for path in exports], "bins": bins})
+    return registry_summary(Library.open(library_path, with_indexes=False))
+
+
+def bin_registry_of(library: Library) -> dict[str, dict[str, int]] | None:
+    """The library's BIN registry (None without one), read once per opened library."""
+
+    def read() -> dict[str, dict[str, int]] | None:
+        file = library.path / BIN_REGISTRY_FILE
+        return json.loads(file.read_text())["bins"] if file.is_file() else None
+
+    return library.derived("bin registry", read)
+
+
+def registry_summary(library: Library) -> dict:
+    """What the registry adds: its BINs, those shared by several names, and those of the library's records
+    that carry a name elsewhere that the library does not hold."""
+    registry = bin_registry_of(library)
+    if registry is None:
+        return {"registry": None}
+    held = _held_species(library)
+    own = set(library.column("bin")) - NO_BIN if "bin" in library.metadata else set()
+    widened = sorted(b for b in own & set(registry) if set(registry[b]) - held)
+    return {
+        "registry": json.loads((library.path / BIN_REGISTRY_FILE).read_text())["sources"],
+        "bins": len(registry),
+        "shared_bins": sum(len(names) > 1 for names in registry.values()),
+        "library_bins_with_names_elsewhere": len(widened),
+        "examples": {b: sorted(set(registry[b]) - held)[:3] for b in widened[:5]},
+    }
 
 
 def read_checklist(path: str | Path) -> dict[str, set[str]]:

@@ -56,6 +56,17 @@ def checklist_coverage(path: Path) -> str:
     )
 
 
+def bin_registry(path: Path) -> str:
+    """What a library's BIN registry adds (`clibd bins LIBRARY EXPORT…` attaches one)."""
+    from clibd_core.library.coverage import BIN_REGISTRY_FILE, registry_summary
+    from clibd_core.library.store import Library
+
+    if not (path / BIN_REGISTRY_FILE).is_file():
+        return ""
+    summary = registry_summary(Library.open(path, with_indexes=False))
+    return f"{summary['bins']:,} BINs; {summary['library_bins_with_names_elsewhere']:,} of its own carry other names"
+
+
 def suspect_labels(records: list[dict], shown: int = 3) -> str:
     """References whose barcode lies nearer another species than their own, as the build found them
     (`clibd inspect LIBRARY` lists them all)."""
@@ -80,6 +91,7 @@ def library_tables():
                 "created": s.get("created"),
                 "sources": "; ".join(src.get("path", "") for src in s.get("sources", [])),
                 "checklist": checklist_coverage(Path(s["path"])),
+                "BIN registry": bin_registry(Path(s["path"])),
                 "suspect labels": suspect_labels(s.get("suspect_labels", [])),
                 "error": s.get("error", ""),
             }
