@@ -404,6 +404,29 @@ def test_a_query_inside_a_minority_bin_of_a_species_is_not_named(bold_records, t
     assert sum(result.deepest_rank == "species" for result in results[:5]) >= 4
 
 
+def test_a_query_matching_a_record_outside_its_species_bins_is_not_named(bold_records, tmp_path):
+    """Real BOLD records: NEONU636-11, filed as *Amara bifrons* without a BIN, lies at 86 % from that
+    species' BIN and 100 % from *A. quenseli*. In a library without *A. quenseli*, its queries were named
+    *A. bifrons*; now the record's place outside its species' BINs stops the name, as a minority BIN does,
+    while queries inside the species' BIN are still named."""
+    bifrons = [r for r in bold_records if r.taxonomy.species == "Amara bifrons"]
+    stray = [r for r in bifrons if r.id == "NEONU636-11"]
+    assert len(stray) == 1 and stray[0].taxonomy.bin == MISSING
+    binned = [r for r in bifrons if r.taxonomy.bin == "BOLD:AAO4836"]
+    others = [r for r in bold_records if r.taxonomy.genus in ("Harpalus", "Pterostichus")][::10]
+    model = load_model(DEFAULT_MODEL, device="cpu")
+    library = build_library(model, binned[5:] + stray + others, tmp_path / "lib", maps=False)
+    quenseli = [r for r in bold_records if r.taxonomy.species == "Amara quenseli" and len(r.barcode) >= 400][:8]
+    queries = [Query(r.id, barcode=r.barcode) for r in quenseli + binned[:5]]
+    results = identify(Library.open(library.path), model, queries)
+    for result in results[:8]:
+        assert result.deepest_rank != "species"
+        if result.ranks["species"].name == "Amara bifrons" and result.neighbours[0].identity >= 97.8:
+            assert any("has no BIN and lies at" in w for w in result.warnings), result.warnings
+    assert any("has no BIN and lies at" in w for result in results[:8] for w in result.warnings)
+    assert sum(result.deepest_rank == "species" for result in results[8:]) >= 4
+
+
 def test_a_bin_registry_stops_a_species_whose_bin_carries_a_name_the_library_lacks(bold_records, tmp_path):
     """Real BOLD records: *Erebia ligea* and *E. euryale* share BIN BOLD:AAA8264. A library holding only *E.
     euryale* names *E. ligea* barcodes *E. euryale* at 99-100 % identity; once the shipped export's BINs

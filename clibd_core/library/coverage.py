@@ -17,10 +17,15 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from clibd_core.data.bold import iter_bold_tsv
 from clibd_core.data.records import Record
+from clibd_core.dna import to_acgtn
 from clibd_core.fileio import write_json
+from clibd_core.library.identity import BIN_IDENTITY
 from clibd_core.library.store import Library
+from clibd_core.library.suspects import best_identity
 from clibd_core.taxonomy import MISSING
 
 CHECKLIST_FILE = "checklist.json"  # beside CURRENT: it holds for every version of the library
@@ -29,6 +34,7 @@ NO_BIN = {MISSING, "", "None", "nan"}
 BIN_DOMINANCE = 0.95  # a name with this share of its BIN's records is the BIN's name
 MINOR_BIN_SHARE = 0.2  # a BIN holding less of a species' records than this is a minority of it ...
 MINOR_BIN_FROM = 5  # ... among at least this many records with a BIN
+SAME_STRETCH = 80.0  # % identity: below it two COI reads probably cover different stretches (orders differ ~20 %)
 NAME_COLUMNS = ("species", "scientificname", "scientific name", "species name", "canonicalname", "name")
 RANK_COLUMNS = ("taxonrank", "rank", "taxon rank")
 
@@ -95,6 +101,30 @@ def minor_bin(library: Library, bin_name: str, species: str) -> tuple[int, int] 
     if total < MINOR_BIN_FROM or bins[bin_name] >= MINOR_BIN_SHARE * total:
         return None
     return bins[bin_name], total
+
+
+def outside_its_bins(library: Library, row: int, species: str) -> float | None:
+    """For a record without a BIN: its best identity to the records of ``species`` that have one, where that
+    is below BOLD's BIN threshold. Such a record lies outside every BIN of its species, as a minority BIN
+    would, and like one it may be a misidentified record of a species the library lacks (an "*Amara
+    bifrons*" barcode without a BIN lies at 86.4 % from that species' BIN and 100 % from *A. quenseli*).
+    None otherwise, when the species has fewer than ``MINOR_BIN_FROM`` records with a BIN, or below
+    ``SAME_STRETCH`` (the two do not cover the same stretch of COI: 297 of the default library's 1,667
+    records without a BIN lie below 75 % from their species, most of them 1,000-bp reads of another part
+    of the gene). Measured once per record and opened library."""
+    measured = library.derived("outside its bins", dict)
+    if row not in measured:
+        with_bin = library.derived("with a BIN", lambda: ~np.isin(library.column("bin"), list(NO_BIN)))
+        members = np.flatnonzero((library.column("species") == species) & with_bin & ~library.suspect_mask)
+        pool = library.positions("dna", members)
+        pool = pool[pool >= 0]
+        identity = None
+        if len(pool) >= MINOR_BIN_FROM:
+            own = library.positions("dna", np.array([row]))
+            query = to_acgtn(library.barcodes.take(np.array([row]))[0])
+            identity = best_identity(library, query, pool, library.vectors_at("dna", own)[0])
+        measured[row] = identity if identity is not None and SAME_STRETCH <= identity < BIN_IDENTITY else None
+    return measured[row]
 
 
 def read_bin_registry(paths: list[str | Path]) -> dict[str, dict[str, int]]:

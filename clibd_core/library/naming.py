@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from clibd_core.library.coverage import bin_rivals, minor_bin, missing_relatives
+from clibd_core.library.coverage import NO_BIN, bin_rivals, minor_bin, missing_relatives, outside_its_bins
 from clibd_core.library.domain import distances, with_arrays
 from clibd_core.library.evidence import (
     BIN_IDENTITY,
@@ -141,7 +141,8 @@ def species_not_backed(evidence: Evidence, votes: dict, library: Library) -> str
     """Why the species voted for cannot be published (empty when it can), whatever its confidence:
     the BIN of its closest record also carries another species name that is not a stray mislabel
     (BOLDigger's flag: the barcode does not separate them), or holds only a minority of the species'
-    records while the rest lie in other BINs (a species split over BINs), or the library's checklist expects
+    records while the rest lie in other BINs (a species split over BINs), or has no BIN and lies outside the
+    species' BINs, or the library's checklist expects
     relatives of the genus that the library lacks, any of which may share the barcode
     (library/coverage.py)."""
     if "species" not in votes:
@@ -160,6 +161,13 @@ def species_not_backed(evidence: Evidence, votes: dict, library: Library) -> str
             return (
                 f"only {minority[0]} of the {minority[1]} {name} records with a BIN lie in {bin_name}, the rest "
                 "in other BINs: they may be misidentified records of a species the library lacks, species not named"
+            )
+        outside = outside_its_bins(library, int(closest), name) if bin_name in NO_BIN else None
+        if outside is not None:
+            return (
+                f"its closest {name} record has no BIN and lies at {outside:.1f} % from the {name} records that "
+                "have one, outside their BINs: it may be a misidentified record of a species the library lacks, "
+                "species not named"
             )
     missing = missing_relatives(library, votes.get("genus", (name.split()[0],))[0])
     if missing:

@@ -94,8 +94,8 @@ def _confirmed(
         vector = library.vectors_at("dna", np.array([position]))[0]
         query = to_acgtn(library.barcodes.take(rows[[position]])[0])
         members = {s: np.setdiff1d(np.flatnonzero(member_of == s), [position]) for s in (own, other)}
-        inside = _best_identity(library, query, members[other], vector)
-        own_identity = _best_identity(library, query, members[own], (sums[own] - vector).astype(np.float32))
+        inside = best_identity(library, query, members[other], vector)
+        own_identity = best_identity(library, query, members[own], (sums[own] - vector).astype(np.float32))
         another_genus = genus_of[other] not in (MISSING, genus[position])
         if (inside >= BIN_IDENTITY or another_genus) and inside - own_identity >= SUSPECT_MARGIN:
             row = int(rows[position])
@@ -112,7 +112,7 @@ def _confirmed(
     return found
 
 
-def _best_identity(library: Library, query: str, pool: np.ndarray, towards: np.ndarray) -> float:
+def best_identity(library: Library, query: str, pool: np.ndarray, towards: np.ndarray) -> float:
     """The best identity of ``query`` (a reference's barcode) to the ``ALIGNED_PER_SPECIES`` members of
     ``pool`` (index positions) nearest ``towards`` (the barcode's own vector, or its species' centroid)."""
     rows = library.rows["dna"]
