@@ -112,15 +112,17 @@ def outside_its_bins(library: Library, row: int, species: str) -> float | None:
     ``SAME_STRETCH`` (the two do not cover the same stretch of COI: 297 of the default library's 1,667
     records without a BIN lie below 75 % from their species, most of them 1,000-bp reads of another part
     of the gene). Measured once per record and opened library."""
+    if "dna" not in library.modalities:
+        return None
     measured = library.derived("outside its bins", dict)
     if row not in measured:
         with_bin = library.derived("with a BIN", lambda: ~np.isin(library.column("bin"), list(NO_BIN)))
         members = np.flatnonzero((library.column("species") == species) & with_bin & ~library.suspect_mask)
         pool = library.positions("dna", members)
         pool = pool[pool >= 0]
+        own = library.positions("dna", np.array([row]))
         identity = None
-        if len(pool) >= MINOR_BIN_FROM:
-            own = library.positions("dna", np.array([row]))
+        if len(pool) >= MINOR_BIN_FROM and own[0] >= 0:  # a photo's record has no barcode to place
             query = to_acgtn(library.barcodes.take(np.array([row]))[0])
             identity = best_identity(library, query, pool, library.vectors_at("dna", own)[0])
         measured[row] = identity if identity is not None and SAME_STRETCH <= identity < BIN_IDENTITY else None
