@@ -76,6 +76,14 @@ def test_barcodes_as_json_and_as_fasta_get_an_answer_per_query(api):
     assert status == 200 and answer["results"][1]["name"] == rows[1]["species_name"]
 
 
+def test_info_says_what_the_names_rest_on(api):
+    with urllib.request.urlopen(api + "/api/v1/info", timeout=60) as response:
+        info = json.loads(response.read())
+    assert info["library"]["records"] > 80_000 and "dna" in info["modalities"]
+    assert info["naming"]["checklist"] is None and info["naming"]["bin_registry"] is None
+    assert info["naming"]["suspect_labels"] >= 100  # the default library's mislabelled references
+
+
 def test_hostile_bodies_are_answered_in_words(api):
     cases = [
         (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "text/plain"),

@@ -181,6 +181,17 @@ def registry_summary(library: Library) -> dict:
     }
 
 
+def naming_facts(library: Library) -> dict:
+    """What a library's species names rest on beyond its records, for a pipeline to record beside them:
+    its checklist and BIN registry (their sources, or None) and how many references it does not vote with."""
+    checklist = coverage_summary(library)["checklist"]
+    return {
+        "checklist": checklist,
+        "bin_registry": registry_summary(library)["registry"],
+        "suspect_labels": len(library.suspect_records),
+    }
+
+
 def read_checklist(path: str | Path) -> dict[str, set[str]]:
     """Species expected, by genus, from a CSV or TSV with a species (or scientificName) column; rows of
     another rank (a taxonRank column) and names that are not binomials are left out."""

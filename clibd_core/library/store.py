@@ -285,7 +285,7 @@ class Library:
             "sources": self.facts.get("sources", []),
             "description": self.facts.get("description", ""),
             "orders": sorted(set(meta["order"]) - {MISSING}),
-            # references whose barcode lies inside another species (library/suspects.py): not voted with
+            # references whose barcode lies nearer another species than their own (library/suspects.py): not voted with
             "suspect_labels": self.suspect_records,
         }
 

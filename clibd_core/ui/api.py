@@ -170,13 +170,15 @@ def router() -> APIRouter:
             queries.append(Query(Path(upload.filename).stem, image=upload.file.read()))
         return _identify(queries)
 
-    @api.get("/info", summary="the active library and model")
+    @api.get("/info", summary="the active library and model, and what its species names rest on")
     def info() -> dict:
+        from clibd_core.library.coverage import naming_facts
+
         library, model = _pair()
         summary = library.summary()
         return {"library": {k: summary[k] for k in ("name", "version", "records", "species_count", "orders")},
                 "modalities": library.modalities, "model": model.fingerprint,
-                "model_modalities": list(model.config.modalities)}  # fmt: skip
+                "model_modalities": list(model.config.modalities), "naming": naming_facts(library)}  # fmt: skip
 
     @api.get("/projects/{name}/status", summary="a project's specimens, identified, verified, agreement")
     def status(name: str) -> dict:
