@@ -415,10 +415,10 @@ def _recalibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _attached(library: str, given, attach, summarise, what: str, how: str) -> tuple[int, dict | None]:
+def _attached(library: str, given, attach, summarise, what: str, none: str) -> tuple[int, dict | None]:
     """(exit code, summary) of a library's ``what`` (its checklist or BIN registry) once ``given`` is
-    attached, or as it stands without ``given``; no summary where there is none (``how`` to give one is
-    said) or it could not be attached (the error is said)."""
+    attached, or as it stands without ``given``; no summary where there is none (``none`` is said) or it
+    could not be attached (the error is said)."""
     from clibd_core.library.store import Library, LibraryError
 
     try:
@@ -427,7 +427,7 @@ def _attached(library: str, given, attach, summarise, what: str, how: str) -> tu
         print(f"error: {error}", file=sys.stderr)
         return 2, None
     if summary[what] is None:
-        print(f"{library} has no {what.replace('registry', 'BIN registry')}: give one ({how})")
+        print(none)
         return 0, None
     return 0, summary
 
@@ -435,8 +435,8 @@ def _attached(library: str, given, attach, summarise, what: str, how: str) -> tu
 def _checklist(args: argparse.Namespace) -> int:
     from clibd_core.library.coverage import attach_checklist, coverage_summary
 
-    how = f"clibd checklist {args.library} CHECKLIST.csv"
-    code, summary = _attached(args.library, args.file, attach_checklist, coverage_summary, "checklist", how)
+    none = f"{args.library} has no checklist: give one (clibd checklist {args.library} CHECKLIST.csv)"
+    code, summary = _attached(args.library, args.file, attach_checklist, coverage_summary, "checklist", none)
     if summary is None:
         return code
     partial = {genus: g for genus, g in summary["genera"].items() if g["held"] < g["expected"]}
@@ -453,8 +453,8 @@ def _checklist(args: argparse.Namespace) -> int:
 def _bins(args: argparse.Namespace) -> int:
     from clibd_core.library.coverage import attach_bin_registry, registry_summary
 
-    how = f"clibd bins {args.library} BOLD_EXPORT.tsv …"
-    code, summary = _attached(args.library, args.exports, attach_bin_registry, registry_summary, "registry", how)
+    none = f"{args.library} has no BIN registry: give one (clibd bins {args.library} BOLD_EXPORT.tsv …)"
+    code, summary = _attached(args.library, args.exports, attach_bin_registry, registry_summary, "registry", none)
     if summary is None:
         return code
     print(

@@ -135,7 +135,7 @@ def read_bin_registry(paths: list[str | Path]) -> dict[str, dict[str, int]]:
     for path in paths:
         for item in iter_bold_tsv(path):
             if not isinstance(item, Record):
-                if item.reason.startswith("not a BOLD export"):
+                if item.row == "header":  # not a BOLD export at all
                     raise ChecklistError(f"{path}: {item.reason}")
                 continue
             bin_name, species = item.taxonomy.bin, item.taxonomy.species
@@ -153,14 +153,20 @@ def attach_bin_registry(library_path: str | Path, exports: list[str | Path]) -> 
     return registry_summary(Library.open(library_path, with_indexes=False))
 
 
+def _attached(library: Library, file_name: str) -> dict | None:
+    """A file attached beside the library's CURRENT (its checklist, its BIN registry) as stored, or None;
+    read once per opened library."""
+
+    def read() -> dict | None:
+        file = library.path / file_name
+        return json.loads(file.read_text()) if file.is_file() else None
+
+    return library.derived(f"attached {file_name}", read)
+
+
 def bin_registry_of(library: Library) -> dict[str, dict[str, int]] | None:
-    """The library's BIN registry (None without one), read once per opened library."""
-
-    def read() -> dict[str, dict[str, int]] | None:
-        file = library.path / BIN_REGISTRY_FILE
-        return json.loads(file.read_text())["bins"] if file.is_file() else None
-
-    return library.derived("bin registry", read)
+    """The library's BIN registry (None without one)."""
+    return (_attached(library, BIN_REGISTRY_FILE) or {}).get("bins")
 
 
 def registry_summary(library: Library) -> dict:
@@ -173,7 +179,7 @@ def registry_summary(library: Library) -> dict:
     own = set(library.column("bin")) - NO_BIN if "bin" in library.metadata else set()
     widened = sorted(b for b in own & set(registry) if set(registry[b]) - held)
     return {
-        "registry": json.loads((library.path / BIN_REGISTRY_FILE).read_text())["sources"],
+        "registry": _attached(library, BIN_REGISTRY_FILE)["sources"],
         "bins": len(registry),
         "shared_bins": sum(len(names) > 1 for names in registry.values()),
         "library_bins_with_names_elsewhere": len(widened),
@@ -184,10 +190,9 @@ def registry_summary(library: Library) -> dict:
 def naming_facts(library: Library) -> dict:
     """What a library's species names rest on beyond its records, for a pipeline to record beside them:
     its checklist and BIN registry (their sources, or None) and how many references it does not vote with."""
-    checklist = coverage_summary(library)["checklist"]
     return {
-        "checklist": checklist,
-        "bin_registry": registry_summary(library)["registry"],
+        "checklist": (_attached(library, CHECKLIST_FILE) or {}).get("source"),
+        "bin_registry": (_attached(library, BIN_REGISTRY_FILE) or {}).get("sources"),
         "suspect_labels": len(library.suspect_records),
     }
 
@@ -230,8 +235,7 @@ def checklist_of(library: Library) -> dict[str, set[str]] | None:
     """The library's checklist by genus (None without one), read once per opened library."""
 
     def read() -> dict[str, set[str]] | None:
-        file = library.path / CHECKLIST_FILE
-        facts = json.loads(file.read_text()) if file.is_file() else None
+        facts = _attached(library, CHECKLIST_FILE)
         return {genus: set(species) for genus, species in facts["genera"].items()} if facts else None
 
     return library.derived("checklist", read)
@@ -261,7 +265,7 @@ def coverage_summary(library: Library) -> dict:
     }
     expected = sum(g["expected"] for g in genera.values())
     return {
-        "checklist": json.loads((library.path / CHECKLIST_FILE).read_text())["source"],
+        "checklist": _attached(library, CHECKLIST_FILE)["source"],
         "species_expected": expected,
         "species_held": sum(g["held"] for g in genera.values()),
         "genera_expected": len(genera),
